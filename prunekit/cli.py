@@ -1,0 +1,118 @@
+"""The ``prunekit`` command: ``train`` (a Hydra run or ``-m`` sweep), ``list`` and ``explain``.
+
+Every user error ends as one line on stderr and exit code 2; ``debug=true`` (or PRUNEKIT_DEBUG=1)
+shows the traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from prunekit.errors import UserError
+
+USAGE = """usage: prunekit <command> [arguments]
+
+commands:
+  train [OVERRIDES] [-m]   dense training -> pruning -> fine-tuning -> evaluation, configured by Hydra
+                           overrides (method=gumbel method.sparsity=0.95 dataset=fashion_mnist ...);
+                           -m sweeps comma-separated values; --cfg job prints the composed config;
+                           --help shows Hydra's help with every config group
+  list                     the datasets, models, methods, schedules and experiments, one line each
+  explain RUN_DIR          rebuild a run's interpretability figures from its checkpoint (MLP models)
+
+Add debug=true (or set PRUNEKIT_DEBUG=1) to see the traceback behind an error."""
+
+
+def _train(args: list[str], debug: bool) -> int:
+    from hydra._internal.utils import get_args_parser
+
+    from prunekit.preflight import preflight
+
+    parsed = get_args_parser().parse_args(args)
+    if not (parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion):
+        preflight(parsed.overrides, parsed.multirun)
+    if debug:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    command = ["prunekit", "train", *args]
+    argv, sys.argv = sys.argv, ["prunekit", *args]
+    try:
+        _hydra_train(command)
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def _hydra_train(command: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from prunekit.config import config_dir, register_schemas
+
+    register_schemas()
+
+    @hydra.main(config_path=str(config_dir()), config_name="train", version_base=None)
+    def task(cfg) -> None:
+        from prunekit.pipeline import Run
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        fresh = not (run_dir / "checkpoints").exists()
+        try:
+            Run(cfg, str(run_dir), command).execute()
+        except UserError as err:
+            if cfg.debug:
+                raise
+            if fresh:  # nothing half-written: a run that failed on bad input leaves no directory
+                shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"prunekit: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    task()
+
+
+def _list() -> int:
+    from prunekit.catalog import print_catalog
+
+    print_catalog()
+    return 0
+
+
+def _explain(args: list[str]) -> int:
+    from prunekit.explain.command import explain_run
+
+    if len(args) != 1:
+        raise UserError(f"explain takes one run directory, got {len(args)} arguments: prunekit explain RUN_DIR")
+    explain_run(Path(args[0]))
+    return 0
+
+
+def _dispatch(argv: list[str], debug: bool) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        return _train(rest, debug)
+    if command == "list":
+        return _list()
+    if command == "explain":
+        return _explain(rest)
+    raise UserError(f"unknown command {command!r}; choose one of: train, list, explain (prunekit --help)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``prunekit`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("PRUNEKIT_DEBUG") == "1" or any(a.lower() == "debug=true" for a in argv)
+    try:
+        return _dispatch(argv, debug)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"prunekit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

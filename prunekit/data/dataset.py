@@ -1,0 +1,155 @@
+"""The in-memory dataset: splits held on the device, normalisation, and batching (the training hot path).
+
+There is no DataLoader: every split lives on the run's device as one tensor, a batch is an
+``index_select`` of it, and conversion to float, augmentation and normalisation happen per batch on the
+device. Images stay uint8 until then, which keeps large sets at a quarter of their float size.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig
+
+from prunekit.data.augment import CropFlip
+from prunekit.data.source import Source, stratified_split
+from prunekit.errors import UserError
+
+SPLITS = ("train", "val", "test")
+VAL_SEED = 0  # the validation split is the same for every run seed
+STATS_CHUNK = 1024  # samples per step when computing mean/std, to bound float64 memory on large sets
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # uint8 images N x C x H x W, or float32 N x F (N x C x H x W for tabular data as images)
+    y: torch.Tensor  # int64 labels
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]  # (C, H, W) for images, (F,) for tabular data
+    is_image: bool
+    mean: torch.Tensor  # per channel (images, in units of 0..1 for uint8) or per feature, from the train split
+    std: torch.Tensor
+    crop_padding: int
+    hflip: bool
+    # Normalisation as one fused multiply-add per batch: x * scale + shift == (x / 255 - mean) / std.
+    _scale: torch.Tensor = field(init=False, repr=False)
+    _shift: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        unit = 1 / 255 if self.train.x.dtype == torch.uint8 else 1.0
+        shape = (1, -1) + (1,) * (len(self.input_shape) - 1)
+        self._scale = (unit / self.std).view(shape)
+        self._shift = (-self.mean / self.std).view(shape)
+
+    def split(self, name: str) -> Split:
+        """The split called ``name`` (train, val or test)."""
+        if name not in SPLITS:
+            raise ValueError(f"split={name!r}; choose one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def num_batches(self, split: str, batch_size: int) -> int:
+        """How many batches :meth:`batches` yields, the last partial one included."""
+        return math.ceil(len(self.split(split)) / batch_size)
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: bool,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised float32 batches ``(x, y)`` on the device; the last partial batch is kept.
+
+        ``shuffle`` orders the split by ``torch.randperm(n, generator=generator)``; ``augment`` (train only)
+        applies random crop and flip as configured, with random numbers from the same CPU generator, so a
+        caller that seeds the generator per epoch gets reproducible epochs.
+        """
+        data = self.split(split)
+        if augment and split != "train":
+            raise ValueError(f"augment=True on split {split!r}; augmentation is for the train split only")
+        n, device = len(data), data.y.device
+        order = torch.randperm(n, generator=generator).to(device) if shuffle else None
+        crop_flip = None
+        if augment and self.is_image and (self.crop_padding > 0 or self.hflip):
+            crop_flip = CropFlip.draw(n, self.crop_padding, self.hflip, generator, device)
+        for start in range(0, n, batch_size):
+            if order is None:
+                x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+            else:
+                index = order[start : start + batch_size]
+                x, y = data.x.index_select(0, index), data.y.index_select(0, index)
+            if crop_flip is not None:
+                x = crop_flip.apply(x, start)
+            yield torch.addcmul(self._shift, x.to(torch.float32), self._scale), y
+
+
+def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -> Dataset:
+    """Carve the validation split, compute statistics on the rest of train, and move everything to ``device``."""
+    num_classes = source.num_classes
+    for split, y in (("train", source.train_y), ("test", source.test_y)):
+        if len(y) and (y.min() < 0 or y.max() >= num_classes):
+            raise UserError(
+                f"{name}: {split} labels span {int(y.min())}..{int(y.max())} but the dataset has classes "
+                f"0..{num_classes - 1}; the files under data.root are damaged, replace them"
+            )
+    is_image = source.train_x.dim() == 4
+    if not is_image and (cfg.augment.crop_padding or cfg.augment.hflip):
+        raise UserError(
+            f"data.augment (crop_padding={cfg.augment.crop_padding}, hflip={cfg.augment.hflip}) needs images but "
+            f"{name} is tabular here; set data.augment.crop_padding=0 data.augment.hflip=false"
+        )
+    train, val = stratified_split(source.train_y, cfg.val_fraction, VAL_SEED)
+    splits = {
+        "train": Split(source.train_x[train], source.train_y[train]),
+        "val": Split(source.train_x[val], source.train_y[val]),
+        "test": Split(source.test_x, source.test_y),
+    }
+    splits = {key: Split(s.x.to(device), s.y.to(device)) for key, s in splits.items()}
+    mean, std = channel_stats(splits["train"].x)
+    return Dataset(
+        name=name,
+        **splits,
+        num_classes=num_classes,
+        input_shape=tuple(source.train_x.shape[1:]),
+        is_image=is_image,
+        mean=mean,
+        std=std,
+        crop_padding=cfg.augment.crop_padding,
+        hflip=cfg.augment.hflip,
+    )
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (float32) over every dimension but 1: per channel for images, per feature for tables.
+
+    uint8 data is measured in units of 0..1. Sums run in float64 over chunks, so a large set needs neither
+    a float copy of itself nor suffers cancellation. A constant channel gets std 1, not a division by zero.
+    """
+    unit = 1 / 255 if x.dtype == torch.uint8 else 1.0
+    dims = [d for d in range(x.dim()) if d != 1]
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    squares = torch.zeros_like(total)
+    for chunk in x.split(STATS_CHUNK):
+        values = chunk.to(torch.float64) * unit
+        total += values.sum(dims)
+        squares += values.square().sum(dims)
+    count = max(x.numel() // x.shape[1], 1)
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return mean.float(), std.float()

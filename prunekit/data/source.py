@@ -1,0 +1,44 @@
+"""What a dataset family's loader hands over, and the fixed stratified split that every family uses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Source:
+    """Train and test data as CPU tensors, before the validation split, statistics and device placement.
+
+    ``x`` is uint8 N x C x H x W for images, or float32 N x F (N x C x H x W when tabular data is shown as
+    an image); ``y`` is int64 class indices.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    @classmethod
+    def held_out(cls, x: torch.Tensor, y: torch.Tensor, num_classes: int, test_fraction: float, seed: int) -> Source:
+        """Split one pool of samples into train and test with :func:`stratified_split`."""
+        train, test = stratified_split(y, test_fraction, seed)
+        return cls(x[train], y[train], x[test], y[test], num_classes)
+
+
+def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(kept, held_out)``: ``round(fraction * n_c)`` samples of every class ``c`` are held out.
+
+    The samples are drawn by a CPU generator seeded with ``seed`` and depend on ``(y, fraction, seed)`` only,
+    so a split never changes with the run's seed. Both index tensors are sorted, keeping the source order.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    kept, held = [torch.empty(0, dtype=torch.long)], [torch.empty(0, dtype=torch.long)]
+    for label in torch.unique(y):
+        members = (y == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        count = round(fraction * len(members))
+        held.append(members[:count])
+        kept.append(members[count:])
+    return torch.cat(kept).sort().values, torch.cat(held).sort().values

@@ -1,0 +1,115 @@
+"""The training loop and evaluation: nothing method-specific, methods reach in through TrainHook."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+
+class TrainHook:
+    """Work a method or a mask set does around each optimiser step; every hook is optional."""
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """An extra term added to the task loss (e.g. a density penalty)."""
+        return None
+
+    def before_step(self) -> None:
+        """After backward, before the optimiser step (e.g. zero the gradients of pruned weights)."""
+
+    def after_step(self, step: int) -> None:
+        """After the optimiser step; ``step`` counts the stage's steps from 1."""
+
+
+def build_optimizer(param_groups: list[dict], cfg: DictConfig) -> torch.optim.Optimizer:
+    """SGD (with momentum and weight decay) or Adam over the given parameter groups."""
+    if cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for group in optimizer.param_groups:  # the learning-rate schedule scales from here
+        group["initial_lr"] = group["lr"]
+    return optimizer
+
+
+def lr_factor(cfg: DictConfig, progress: float) -> float:
+    """Learning-rate multiplier at ``progress`` in [0, 1] of a stage."""
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def train_epoch(
+    model: nn.Module,
+    data: Any,
+    optimizer: torch.optim.Optimizer,
+    cfg: DictConfig,
+    hooks: list[TrainHook],
+    generator: torch.Generator,
+    step: int,
+    total_steps: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[dict[str, float], int]:
+    """One pass over the training split; returns (mean loss and accuracy, the step count after it).
+
+    The learning rate of each parameter group follows ``cfg.lr_schedule`` from its ``initial_lr``.
+    Running sums stay on the device so the loop never waits for the accelerator.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    batches = data.batches("train", cfg.batch_size, shuffle=True, augment=True, generator=generator)
+    for index, (x, y) in enumerate(batches, 1):
+        factor = lr_factor(cfg, step / max(total_steps, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        total = loss
+        for hook in hooks:
+            extra = hook.loss(logits, y)
+            if extra is not None:
+                total = total + extra
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for hook in hooks:
+            hook.before_step()
+        optimizer.step()
+        step += 1
+        for hook in hooks:
+            hook.after_step(step)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if on_batch is not None:
+            on_batch(index)
+    return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1)}, step
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, split: str, batch_size: int) -> dict[str, float]:
+    """Loss, top-1 accuracy and (with more than 10 classes) top-5 accuracy on one split."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    top1 = torch.zeros((), device=device, dtype=torch.long)
+    top5 = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in data.batches(split, batch_size, shuffle=False, augment=False):
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        top1 += (logits.argmax(1) == y).sum()
+        if data.num_classes > 10:
+            top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
+        seen += len(y)
+    if seen == 0:
+        return {}
+    result = {"loss": loss_sum.item() / seen, "accuracy": top1.item() / seen}
+    if data.num_classes > 10:
+        result["top5"] = top5.item() / seen
+    return result

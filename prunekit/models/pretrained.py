@@ -1,0 +1,47 @@
+"""Loading torchvision's ImageNet weights from torch hub's cache, with a usable error when offline."""
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Callable
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision.models import WeightsEnum
+
+from prunekit.errors import UserError
+
+
+def weights_path(weights: WeightsEnum) -> str:
+    """Where torch hub looks for ``weights``: ``torch.hub.get_dir()/checkpoints/<file name of the URL>``."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+
+
+def pretrained_network(constructor: Callable[[], nn.Module], weights: WeightsEnum) -> nn.Module:
+    """Build ``constructor()`` (a torchvision network with its 1000 ImageNet classes) with ``weights``.
+
+    The file is read from torch hub's cache and downloaded there if missing (torchvision checks the
+    hash of a download). If that fails, a ``UserError`` names the file and where to put it, which is
+    the way to use pretrained weights on a machine without network access.
+    """
+    path = weights_path(weights)
+    existed = os.path.exists(path)
+    # Built on the meta device: random initialisation of weights about to be replaced would cost
+    # seconds for VGG-16; assign=True then makes the loaded tensors the parameters.
+    with torch.device("meta"):
+        net = constructor()
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+        net.load_state_dict(state, assign=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        reason = type(exc).__name__ + "".join(f": {line}" for line in str(exc).splitlines()[:1])
+        if existed:
+            raise UserError(
+                f"pretrained weights {path} could not be loaded ({reason}); replace the file with {weights.url}"
+            ) from exc
+        raise UserError(
+            f"pretrained weights not found at {path} and the download failed ({reason}); "
+            f"download {weights.url} and place the file there"
+        ) from exc
+    return net

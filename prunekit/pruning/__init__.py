@@ -1,0 +1,1 @@
+"""Masks, schedules and the pruning methods; nothing here knows the training loop beyond its hooks."""

@@ -1,0 +1,34 @@
+"""Shared helpers: run the real CLI in-process, in a scratch directory, with a scratch dense cache."""
+import json
+from pathlib import Path
+
+import pytest
+
+from prunekit.cli import main
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Call ``prunekit`` with arguments; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+
+    def run(*args: str):
+        try:
+            code = main(list(args))
+        except SystemExit as stop:  # Hydra and the task function exit this way
+            code = stop.code if isinstance(stop.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

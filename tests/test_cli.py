@@ -1,0 +1,154 @@
+"""End to end through the `prunekit` command: accuracy, sparsity, run directory, cache, resume, errors."""
+import gzip
+import shutil
+
+import pytest
+
+from conftest import FASHION_MNIST, read_metrics, read_summary
+
+
+def test_default_train_on_digits_prunes_to_90_percent(cli, tmp_path):
+    code, out, err = cli("train", "hydra.run.dir=run")
+    assert code == 0, err
+    run = tmp_path / "run"
+    summary = read_summary(run)
+    assert summary["dense_accuracy"] >= 0.95
+    assert summary["accuracy"] >= 0.92
+    assert abs(summary["density"] - 0.10) <= 0.005
+    assert summary["sparsity_target"] == 0.9
+    for key in ("dataset", "model", "method", "schedule", "seed", "device", "loss", "params_total",
+                "params_nonzero", "params_effective", "flops_dense", "flops_effective", "seconds"):
+        assert key in summary
+    assert summary["params_effective"] <= summary["params_nonzero"] < summary["params_total"]
+    assert summary["flops_effective"] < summary["flops_dense"]
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "env.json", "metrics.jsonl", "layers.csv",
+                 "checkpoints/dense.pt", "checkpoints/pruned.pt", "checkpoints/last.pt"):
+        assert (run / name).is_file(), name
+    assert (run / "figures").is_dir()
+    stages = {r["stage"] for r in read_metrics(run) if "stage" in r}
+    assert stages == {"dense", "prune", "finetune"}
+    assert "summary" in out  # the closing table
+
+
+def test_same_seed_gives_identical_results_and_another_seed_does_not(cli, tmp_path):
+    args = ("train", "train.epochs=3", "prune.epochs=2", "finetune.epochs=1")
+    first = [cli(*args, f"hydra.run.dir=a{i}", f"cache_dir={tmp_path}/cache{i}")[0] for i in range(2)]
+    assert first == [0, 0]
+    a, b = read_summary(tmp_path / "a0"), read_summary(tmp_path / "a1")
+    for key in ("accuracy", "loss", "dense_accuracy", "params_nonzero", "params_effective"):
+        assert a[key] == b[key], key
+    assert cli(*args, "seed=1", "hydra.run.dir=c", f"cache_dir={tmp_path}/cache2")[0] == 0
+    assert read_summary(tmp_path / "c")["loss"] != a["loss"]
+
+
+def test_multirun_trains_the_dense_model_once(cli, tmp_path):
+    code, _, err = cli("train", "-m", "method.sparsity=0.5,0.8,0.9", "train.epochs=5", "prune.epochs=1",
+                       "finetune.epochs=1", "hydra.sweep.dir=sweep")
+    assert code == 0, err
+    events = [[r for r in read_metrics(tmp_path / "sweep" / str(i)) if r.get("event") == "dense_cache"][0]
+              for i in range(3)]
+    assert [e["hit"] for e in events] == [False, True, True]
+    assert events[1]["seconds"] < 0.2 * events[0]["seconds"]
+    densities = [read_summary(tmp_path / "sweep" / str(i))["density"] for i in range(3)]
+    assert [round(d, 2) for d in densities] == [0.5, 0.2, 0.1]
+
+
+def test_resume_ends_with_the_same_result(cli, tmp_path, monkeypatch):
+    args = ("train", "train.epochs=3", "prune.epochs=3", "finetune.epochs=2", "method=random")
+    assert cli(*args, "hydra.run.dir=whole", f"cache_dir={tmp_path}/c1")[0] == 0
+    # Interrupt a second run after its 5th epoch checkpoint (in the middle of pruning).
+    from prunekit import pipeline
+
+    original, calls = pipeline.Run._save_last, []
+
+    def save_then_stop(self, *a, **k):
+        original(self, *a, **k)
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.Run, "_save_last", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2")
+    monkeypatch.setattr(pipeline.Run, "_save_last", original)
+    assert not (tmp_path / "broken" / "summary.json").exists()
+    code, _, err = cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2", "resume=true")
+    assert code == 0, err
+    whole, resumed = read_summary(tmp_path / "whole"), read_summary(tmp_path / "broken")
+    for key in ("accuracy", "loss", "density", "params_effective"):
+        assert whole[key] == resumed[key], key
+    epochs = [(r["stage"], r["epoch"]) for r in read_metrics(tmp_path / "broken") if "stage" in r]
+    assert len(epochs) == len(set(epochs)) == 8  # no epoch logged twice
+    # resuming with another config is refused and leaves the run as it was
+    code, _, err = cli(*args, "hydra.run.dir=broken", "finetune.epochs=5", "resume=true")
+    assert code == 2 and "finetune" in err and len(err.strip().splitlines()) == 1
+    assert read_summary(tmp_path / "broken") == resumed
+
+
+def test_fashion_mnist_mlp_at_95_percent_sparsity(cli, tmp_path):
+    assert FASHION_MNIST.is_dir(), "install Debian's dataset-fashion-mnist (.ci/run does)"
+    code, _, err = cli("train", "dataset=fashion_mnist", f"data.root={FASHION_MNIST}", "method.sparsity=0.95",
+                       "train.epochs=4", "prune.epochs=3", "finetune.epochs=2", "train.batch_size=128",
+                       "prune.batch_size=128", "finetune.batch_size=128", "hydra.run.dir=fm")
+    assert code == 0, err
+    summary = read_summary(tmp_path / "fm")
+    assert abs(summary["density"] - 0.05) <= 0.005
+    assert summary["accuracy"] >= 0.83
+
+
+def _corrupt_idx(root):
+    root.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        with gzip.open(root / name, "wb") as handle:
+            handle.write(b"\x00\x00\x08\x03not an idx file")
+    return root
+
+
+@pytest.mark.parametrize("args, named", [
+    (["dataset=imagenet"], "imagenet"),
+    (["model=vgg19"], "vgg19"),
+    (["method=magnitud"], "magnitud"),
+    (["schedule=cubic"], "cubic"),
+    (["method.sparsiti=0.5"], "sparsiti"),
+    (["method.sparsity=1.0"], "1.0"),
+    (["method.sparsity=-0.1"], "-0.1"),
+    (["method.sparsity=abc"], "abc"),
+    (["-m", "method.sparsity=0.5,1.5"], "1.5"),
+    (["dataset=mnist", "data.root=/nonexistent/mnist"], "/nonexistent/mnist"),
+    (["resume=true", "hydra.run.dir=nowhere"], "nowhere"),
+])
+def test_user_errors_exit_2_with_one_line(cli, tmp_path, args, named):
+    code, out, err = cli("train", *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], err
+    assert "Traceback" not in err + out
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_corrupt_dataset_file_exits_2_and_leaves_nothing(cli, tmp_path):
+    root = _corrupt_idx(tmp_path / "fm")
+    code, _, err = cli("train", "dataset=fashion_mnist", f"data.root={root}", "hydra.run.dir=bad")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "idx" in err.lower()
+    assert not (tmp_path / "bad").exists()
+
+
+def test_debug_shows_the_traceback(cli):
+    with pytest.raises(Exception):
+        cli("train", "method.sparsity=1.5", "debug=true")
+
+
+def test_list_help_and_cfg(cli):
+    code, out, _ = cli("list")
+    assert code == 0
+    for word in ("digits", "fashion_mnist", "caltech101", "vgg16", "resnet18", "magnitude", "random", "agp",
+                 "one_cycle", "experiment"):
+        assert word in out
+    code, out, _ = cli("--help")
+    assert code == 0 and "train" in out and "list" in out
+    code, out, _ = cli("train", "--cfg", "job", "method.sparsity=0.5")
+    assert code == 0 and "sparsity: 0.5" in out
+    code, _, err = cli("trian")
+    assert code == 2 and "trian" in err
+    shutil.rmtree("outputs", ignore_errors=True)
