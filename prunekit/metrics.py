@@ -112,6 +112,16 @@ def _binary_probe(model: nn.Module) -> nn.Module:
     return probe
 
 
+def _alive_mask(layer: nn.Module, in_reach: torch.Tensor, out_reach: torch.Tensor) -> torch.Tensor:
+    """Weight ``[o, i, ...]`` is alive iff non-zero, input unit ``i`` reachable and output ``o`` reaching."""
+    # Grouped convolutions see only their group's input channels: weight [o, i] reads channel
+    # (o // out_per_group) * in_per_group + i. Linear and ordinary Conv2d have one group.
+    groups = getattr(layer, "groups", 1)
+    in_reach = in_reach.view(groups, -1).repeat_interleave(layer.weight.shape[0] // groups, dim=0)
+    spatial = (1,) * (layer.weight.dim() - 2)
+    return (layer.weight != 0) & in_reach.view(*in_reach.shape, *spatial) & out_reach.view(-1, 1, *spatial)
+
+
 def _reachability(model: nn.Module, input_shape: tuple[int, ...]) -> _Reach:
     """Forward an all-ones sample through the binary probe (what is reachable from the input) and
     backpropagate from the sum of the outputs (what reaches an output: gradient > 0)."""
@@ -144,21 +154,12 @@ def _reachability(model: nn.Module, input_shape: tuple[int, ...]) -> _Reach:
         reaches[name] = _units(out.grad, isinstance(watched[name], nn.Linear))
     # A unit is alive iff reachable (its output is positive) and reaching (its gradient is positive).
     units = {name: reached_out[name] & reaches[name] for name in outputs}
-    weights = {}
-    for name, layer in prunable_layers(model):
-        if name not in outputs:  # never called in the forward pass: nothing of it is alive
-            weights[name] = torch.zeros_like(layer.weight, dtype=torch.bool)
-            continue
-        # Grouped convolutions see only their group's input channels: weight [o, i] reads channel
-        # (o // out_per_group) * in_per_group + i. Linear and ordinary Conv2d have one group.
-        groups = getattr(layer, "groups", 1)
-        in_reach = reached_in[name].view(groups, -1).repeat_interleave(layer.weight.shape[0] // groups, dim=0)
-        spatial = (1,) * (layer.weight.dim() - 2)
-        weights[name] = (
-            (layer.weight != 0)
-            & in_reach.view(*in_reach.shape, *spatial)
-            & reaches[name].view(-1, 1, *spatial)
-        )
+    weights = {
+        name: _alive_mask(layer, reached_in[name], reaches[name])
+        if name in outputs
+        else torch.zeros_like(layer.weight, dtype=torch.bool)  # never called in the forward pass
+        for name, layer in prunable_layers(model)
+    }
     return _Reach(weights, units)
 
 
@@ -198,7 +199,7 @@ def _rows(model: nn.Module, flops: dict[str, int], reach: _Reach) -> list[dict]:
                 "effective": int(reach.weights[name].sum()) + _alive_entries(layer, reach.units.get(name)),
                 "density": density,
                 "flops": flops[name],
-                "flops_effective": flops[name] * density,
+                "flops_effective": round(flops[name] * density),
             }
         )
     return rows
@@ -210,7 +211,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
     ``layer`` (module name), ``type`` (class name), ``shape`` (weight shape, e.g. ``"300x784"``),
     ``params`` (weight + bias entries), ``nonzero`` (non-zero weight + bias entries), ``effective``
     (alive weights + biases of alive units), ``density`` (non-zero weights / weights, biases
-    excluded), ``flops`` (one sample) and ``flops_effective`` (``flops * density``).
+    excluded), ``flops`` (one sample) and ``flops_effective`` (``flops * density``, rounded to whole FLOPs).
     Definitions are in the module docstring.
     """
     return _rows(model, flops_per_layer(model, input_shape), _reachability(model, input_shape))
@@ -219,6 +220,11 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
 def summary_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     """``params_total``, ``params_nonzero``, ``params_effective``, ``density``, ``flops_dense`` and
     ``flops_effective`` of ``model`` for samples of ``input_shape``, as defined in the module docstring."""
+    return measure(model, input_shape)[0]
+
+
+def measure(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict, list[dict]]:
+    """:func:`summary_metrics` and :func:`layer_table` together, paying for one reachability pass."""
     reach = _reachability(model, input_shape)
     rows = _rows(model, flops_per_layer(model, input_shape), reach)
     params = list(model.parameters())
@@ -226,7 +232,7 @@ def summary_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     # Parameters owned by prunable and BatchNorm layers are counted unit by unit; the rest in full.
     counted = {id(t) for _, m in prunable_layers(model) + norms for t in (m.weight, m.bias) if t is not None}
     weights = sum(layer.weight.numel() for _, layer in prunable_layers(model))
-    return {
+    summary = {
         "params_total": sum(p.numel() for p in params),
         "params_nonzero": sum(_nonzero(p) for p in params),
         "params_effective": sum(row["effective"] for row in rows)
@@ -236,3 +242,4 @@ def summary_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
         "flops_dense": sum(row["flops"] for row in rows),
         "flops_effective": sum(row["flops_effective"] for row in rows),
     }
+    return summary, rows

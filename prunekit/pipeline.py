@@ -78,6 +78,7 @@ class Run:
         self.console = RunConsole()
         self.seconds: dict[str, float] = {}
         self.dense_metrics: dict = {}
+        self.dense_hit = False
         self.method = None
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -150,6 +151,7 @@ class Run:
                 entry = {"model": self.model.state_dict(), "metrics": self.dense_metrics}
                 cache.store(entry)
         self.seconds["dense"] = before + time.perf_counter() - began
+        self.dense_hit = hit
         self.dir.log({"event": "dense_cache", "hit": hit, "key": cache.key, "seconds": self.seconds["dense"]})
         atomic_save(entry["model"], self.dir.checkpoint("dense"))
 
@@ -204,13 +206,13 @@ class Run:
         """Evaluate on the test split and write the checkpoints, layer table and summary."""
         cfg, began = self.cfg, time.perf_counter()
         test = evaluate(self.model, self.data, "test", cfg.eval_batch_size)
-        counts = metrics.summary_metrics(self.model, self.data.input_shape)
+        counts, layers = metrics.measure(self.model, self.data.input_shape)
         atomic_save(
             {"model": self.model.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True),
              "input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes},
             self.dir.checkpoint("pruned"),
         )
-        self.dir.write_layers(metrics.layer_table(self.model, self.data.input_shape))
+        self.dir.write_layers(layers)
         self.seconds["evaluate"] = time.perf_counter() - began
         summary = {
             "dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,
@@ -220,6 +222,7 @@ class Run:
             "loss": test["loss"],
             "val_accuracy": evaluate(self.model, self.data, "val", cfg.eval_batch_size).get("accuracy"),
             "dense_accuracy": self.dense_metrics["test"]["accuracy"],
+            "dense_cache_hit": self.dense_hit,
             **counts,
             "sparsity_target": cfg.method.sparsity,
             "seconds": {**self.seconds, "total": sum(self.seconds.values())},

@@ -1,6 +1,7 @@
 """prunekit.data: every loader reads files written here in the real on-disk formats; batching and augmentation."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -62,7 +63,8 @@ def write_cifar10(root: Path, per_batch: int = 10) -> Path:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        write_pickle(folder / name, {"data": images(per_batch, (3 * 32 * 32,), i), "labels": list(labels(per_batch, 10))})
+        batch = {"data": images(per_batch, (3 * 32 * 32,), i), "labels": list(labels(per_batch, 10))}
+        write_pickle(folder / name, batch)
     write_pickle(folder / "batches.meta", {"label_names": [f"class{k}" for k in range(10)]})
     return folder
 
@@ -134,13 +136,10 @@ def test_shuffle_follows_the_generator(digits):
 
 
 def test_augmentation_matches_a_per_sample_reference(digits):
-    digits.crop_padding, digits.hflip = 2, True
-    try:
-        augmented = torch.cat(
-            [x for x, _ in digits.batches("train", 50, shuffle=False, augment=True, generator=torch.Generator().manual_seed(7))]
-        )
-    finally:
-        digits.crop_padding, digits.hflip = 0, False
+    generator = torch.Generator().manual_seed(7)
+    padded_digits = dataclasses.replace(digits, crop_padding=2, hflip=True)
+    batches = padded_digits.batches("train", 50, shuffle=False, augment=True, generator=generator)
+    augmented = torch.cat([x for x, _ in batches])
     plain = torch.cat([x for x, _ in digits.batches("train", 50, shuffle=False, augment=False)])
     assert augmented.shape == plain.shape and not torch.equal(augmented, plain)
     params = CropFlip.draw(len(digits.train), 2, True, torch.Generator().manual_seed(7), CPU)
@@ -274,7 +273,8 @@ def test_real_fashion_mnist():
 
 def test_cifar10(tmp_path):
     write_cifar10(tmp_path)
-    dataset = load_dataset(data_cfg(name="cifar10", root=str(tmp_path), augment=AugmentConfig(crop_padding=4, hflip=True)), CPU)
+    augment = AugmentConfig(crop_padding=4, hflip=True)
+    dataset = load_dataset(data_cfg(name="cifar10", root=str(tmp_path), augment=augment), CPU)
     assert (len(dataset.train) + len(dataset.val), len(dataset.test)) == (50, 10)
     assert dataset.input_shape == (3, 32, 32) and dataset.mean.shape == (3,)
     first = images(10, (3 * 32 * 32,), 5)[0].reshape(3, 32, 32)  # test_batch, stored channels first

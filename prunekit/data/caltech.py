@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from PIL import Image
 from torchvision.datasets import Caltech101
 
-from prunekit.data.source import Source
+from prunekit.data.source import Source, data_root, reason
 from prunekit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 def categories_dir(cfg: DictConfig) -> Path:
     """The folder that holds one sub-folder per class."""
-    return Path(cfg.root).expanduser() / "caltech101" / "101_ObjectCategories"
+    return data_root(cfg) / "caltech101" / "101_ObjectCategories"
 
 
 def check(cfg: DictConfig) -> None:
@@ -45,7 +45,7 @@ def check(cfg: DictConfig) -> None:
     if not cfg.download and not categories_dir(cfg).is_dir():
         raise UserError(
             f"caltech101: {categories_dir(cfg)} not found; put torchvision's caltech101 folder in "
-            f"data.root={Path(cfg.root).expanduser()}, or set data.download=true"
+            f"data.root={data_root(cfg)}, or set data.download=true"
         )
 
 
@@ -82,7 +82,7 @@ def _resize_all(folder: Path, files: list[str], size: int) -> torch.Tensor:
             with Image.open(folder / name) as image:
                 pixels[i] = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
         except OSError as error:
-            raise UserError(f"{folder / name}: not a readable image ({error}); replace or delete it") from error
+            raise UserError(f"{folder / name}: not a readable image ({reason(error)}); replace or delete it") from error
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
@@ -113,12 +113,11 @@ def _write_cache(path: Path, payload: dict) -> None:
 
 
 def _download(cfg: DictConfig) -> None:
-    root = Path(cfg.root).expanduser()
+    root = data_root(cfg)
     try:
         Caltech101(str(root), download=True)
     except (RuntimeError, OSError) as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
         raise UserError(
-            f"caltech101: download to {root / 'caltech101'} failed ({reason}); copy torchvision's "
+            f"caltech101: download to {root / 'caltech101'} failed ({reason(error)}); copy torchvision's "
             f"caltech101 folder (with 101_ObjectCategories) into data.root={root} instead"
         ) from error

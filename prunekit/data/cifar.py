@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from prunekit.data.source import Source
+from prunekit.data.source import Source, data_root, reason
 from prunekit.errors import UserError
 
 
@@ -48,7 +48,7 @@ class CifarSet:
 
     def check(self, cfg: DictConfig) -> None:
         """Raise UserError unless every file is present or ``data.download`` is on."""
-        root = Path(cfg.root).expanduser()
+        root = data_root(cfg)
         missing = [path for path in self.files(root) if not path.is_file()]
         if missing and not cfg.download:
             raise UserError(
@@ -59,7 +59,7 @@ class CifarSet:
     def load(self, cfg: DictConfig) -> Source:
         """Train and test batches as uint8 N x 3 x 32 x 32 images, downloaded first if missing and allowed."""
         self.check(cfg)
-        root = Path(cfg.root).expanduser()
+        root = data_root(cfg)
         if not all(path.is_file() for path in self.files(root)):
             self._download(root)
         reader = without_md5(self.torchvision_class)
@@ -67,9 +67,8 @@ class CifarSet:
         try:
             train, test = reader(str(root), train=True), reader(str(root), train=False)
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OSError) as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
             raise UserError(
-                f"{self.title}: the batches in {folder} cannot be read ({reason}); they are damaged, "
+                f"{self.title}: the batches in {folder} cannot be read ({reason(error)}); they are damaged, "
                 "delete the folder and copy or download it again"
             ) from error
         return Source(
@@ -84,9 +83,8 @@ class CifarSet:
         try:
             self.torchvision_class(str(root), train=False, download=True)
         except (RuntimeError, OSError) as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
             raise UserError(
-                f"{self.title}: download of {self.torchvision_class.url} to {root} failed ({reason}); "
+                f"{self.title}: download of {self.torchvision_class.url} to {root} failed ({reason(error)}); "
                 f"copy torchvision's {self.torchvision_class.base_folder} folder into {root} instead"
             ) from error
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from prunekit.data.source import Source
+from prunekit.data.source import Source, data_root, reason
 from prunekit.errors import UserError
 
 FILES = {  # role -> (file name without .gz, number of dimensions)
@@ -59,7 +59,7 @@ class IdxSet:
 
     def check(self, cfg: DictConfig) -> None:
         """Raise UserError unless the files are present or ``data.download`` is on."""
-        root = Path(cfg.root).expanduser()
+        root = data_root(cfg)
         if not cfg.download and self.find(root) is None:
             names = ", ".join(f"{name}[.gz]" for name, _ in FILES.values())
             where = " or ".join(str(folder) for folder in self.folders(root))
@@ -70,7 +70,7 @@ class IdxSet:
     def load(self, cfg: DictConfig) -> Source:
         """The four files as uint8 N x 1 x 28 x 28 images and int64 labels, downloaded first if allowed."""
         self.check(cfg)
-        root = Path(cfg.root).expanduser()
+        root = data_root(cfg)
         paths = self.find(root) or self._download(root)
         tensors = {role: read_idx(paths[role], FILES[role][1]) for role in FILES}
         for split in ("train", "test"):
@@ -93,10 +93,7 @@ class IdxSet:
         try:
             self.torchvision_class(str(root), train=False, download=True)
         except (RuntimeError, OSError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(
-                f"{self.title}: download to {raw} failed ({reason}); {self.how_to_get}"
-            ) from error
+            raise UserError(f"{self.title}: download to {raw} failed ({reason(error)}); {self.how_to_get}") from error
         # torchvision's constructor has checked that the four files now exist in the raw folder.
         return self.find(root)
 
@@ -108,12 +105,12 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
         if path.suffix == ".gz":
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
-        raise UserError(f"{path}: cannot be read ({error}); the file is damaged or truncated, replace it") from error
+        raise UserError(f"{path}: cannot be read ({reason(error)}); the file is damaged, replace it") from error
     header = 4 + 4 * ndim
-    magic = data[:4]
-    if len(data) < header or magic != struct.pack(">HBB", 0, UBYTE, ndim):
+    magic, expected = data[:4], struct.pack(">HBB", 0, UBYTE, ndim)
+    if len(data) < header or magic != expected:
         raise UserError(
-            f"{path}: bad IDX magic number 0x{magic.hex()}, expected 0x{struct.pack('>HBB', 0, UBYTE, ndim).hex()} "
+            f"{path}: bad IDX magic number 0x{magic.hex()}, expected 0x{expected.hex()} "
             f"(unsigned bytes, {ndim} dimension(s)); the file is damaged or not this IDX file, replace it"
         )
     shape = struct.unpack(f">{ndim}I", data[4:header])

@@ -1,9 +1,14 @@
-"""What a dataset family's loader hands over, and the fixed stratified split that every family uses."""
+"""What a dataset family's loader hands over, and what every family shares: the fixed stratified split,
+the data root, and errors from third-party readers turned into one line."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
+
+REASON_LIMIT = 300  # characters of a third-party error kept in a UserError (torchvision's list every mirror)
 
 
 @dataclass
@@ -42,3 +47,14 @@ def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
         held.append(members[:count])
         kept.append(members[count:])
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
+
+
+def data_root(cfg: DictConfig) -> Path:
+    """``data.root`` with ``~`` expanded."""
+    return Path(cfg.root).expanduser()
+
+
+def reason(error: BaseException) -> str:
+    """A third-party exception as one short line, for the parenthesis of a UserError."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."

@@ -1,8 +1,9 @@
 """Fitting torchvision's convolutional networks to prunekit's datasets.
 
-Shared by vgg.py and resnet.py: reading the ``variant``/``pretrained`` options, giving the first
-convolution the dataset's number of channels, and rejecting images too small for a network before
-any weights are allocated or downloaded.
+Shared by vgg.py and resnet.py: building the variant a config asks for from a family's registry of
+variants, checking the ``variant``/``pretrained`` options, giving the first convolution the dataset's
+number of channels, and rejecting images too small for a network before any weights are allocated
+or downloaded.
 """
 from __future__ import annotations
 
