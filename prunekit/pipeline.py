@@ -19,6 +19,8 @@ from prunekit.console import RunConsole
 from prunekit.data import load_dataset
 from prunekit.engine import build_optimizer, evaluate, train_epoch
 from prunekit.errors import UserError
+from prunekit.explain import explain_mlp
+from prunekit.explain.command import is_mlp
 from prunekit.models import build_model
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class
@@ -128,6 +130,8 @@ class Run:
             record = {"stage": stage, "epoch": epoch + 1, "epochs": opt_cfg.epochs, **stats,
                       **{f"val_{k}": v for k, v in val.items()}, "density": self.masks.density(),
                       "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+            if stage == "prune":  # a method whose masks are written only at the end reports its own density
+                record.update(self.method.epoch_stats())
             self.dir.log(record)
             self.console.epoch_line(record)
             self._save_last(stage, epoch + 1, optimizer)
@@ -213,6 +217,8 @@ class Run:
             self.dir.checkpoint("pruned"),
         )
         self.dir.write_layers(layers)
+        if is_mlp(self.model):  # figures of the surviving network, whichever method pruned it
+            counts.update(explain_mlp(self.model, self.data.input_shape, self.dir.figures))
         self.seconds["evaluate"] = time.perf_counter() - began
         summary = {
             "dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,

@@ -152,3 +152,19 @@ def test_list_help_and_cfg(cli):
     code, _, err = cli("trian")
     assert code == 2 and "trian" in err
     shutil.rmtree("outputs", ignore_errors=True)
+
+
+def test_explain_rebuilds_the_figures_of_a_magnitude_run(cli, tmp_path):
+    assert cli("train", "train.epochs=3", "prune.epochs=2", "finetune.epochs=1", "hydra.run.dir=run")[0] == 0
+    figures = tmp_path / "run" / "figures"
+    shutil.rmtree(figures)
+    code, out, err = cli("explain", "run")
+    assert code == 0, err
+    for name in ("importance.png", "symmetry.png", "pathways.png", "importance.csv"):
+        assert (figures / name).stat().st_size > 0
+    summary = read_summary(tmp_path / "run")
+    assert 0 < summary["inputs_used"] <= 64 and summary["alive_units"][-1] == 10
+    # a checkpoint written for another model is refused with one line
+    (tmp_path / "run" / "checkpoints" / "pruned.pt").write_bytes(b"not a checkpoint")
+    code, _, err = cli("explain", "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pruned.pt" in err

@@ -1,0 +1,52 @@
+"""``prunekit explain RUN_DIR``: rebuild a run's interpretability figures from its pruned checkpoint."""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from prunekit.errors import UserError
+from prunekit.explain import explain_mlp
+from prunekit.metrics import prunable_layers
+from prunekit.models import build_model
+from prunekit.pruning.masks import MaskSet
+from prunekit.rundir import SUMMARY, RunDir, atomic_write_json
+
+
+def is_mlp(model: nn.Module) -> bool:
+    """True when every prunable layer is Linear: the figures read a chain of dense matrices."""
+    return all(isinstance(layer, nn.Linear) for _, layer in prunable_layers(model))
+
+
+def load_pruned(run_dir: RunDir) -> tuple[nn.Module, dict]:
+    """The run's final (masked) model on the CPU, and its checkpoint record."""
+    path = run_dir.checkpoint("pruned")
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; give the directory of a finished `prunekit train` run")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=False)
+        model_cfg = OmegaConf.create(record["config"]["model"])
+        model = build_model(model_cfg, tuple(record["input_shape"]), record["num_classes"])
+        MaskSet(model)  # the checkpoint carries mask buffers beside the weights
+        model.load_state_dict(record["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise UserError(f"{path} is not a prunekit checkpoint of this model ({str(err).splitlines()[0]})") from err
+    return model, record
+
+
+def explain_run(path: Path) -> dict:
+    """Re-draw figures/ of a finished run and update its summary.json with what they measured."""
+    run_dir = RunDir(path)
+    model, record = load_pruned(run_dir)
+    if not is_mlp(model):
+        raise UserError(f"explain draws MLPs only; the run in {path} pruned a {record['config']['model']['name']}")
+    entries = explain_mlp(model, record["input_shape"], run_dir.figures)
+    summary_path = run_dir.root / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    atomic_write_json({**summary, **entries}, summary_path)
+    print(f"wrote {', '.join(sorted(p.name for p in run_dir.figures.glob('*')))} into {run_dir.figures}")
+    return entries
