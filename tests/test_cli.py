@@ -1,5 +1,7 @@
 """End to end through the `prunekit` command: accuracy, sparsity, run directory, cache, resume, errors."""
 import gzip
+import os
+import subprocess
 import shutil
 
 import pytest
@@ -168,3 +170,15 @@ def test_explain_rebuilds_the_figures_of_a_magnitude_run(cli, tmp_path):
     (tmp_path / "run" / "checkpoints" / "pruned.pt").write_bytes(b"not a checkpoint")
     code, _, err = cli("explain", "run")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "pruned.pt" in err
+
+
+def test_concurrent_runs_share_one_dense_training(tmp_path):
+    """Two processes started together: the file lock makes one train and the other reuse its result."""
+    env = {**os.environ, "PRUNEKIT_CACHE": str(tmp_path / "cache")}
+    args = ["prunekit", "train", "train.epochs=20", "prune.epochs=1", "finetune.epochs=0"]
+    procs = [subprocess.Popen([*args, f"hydra.run.dir={tmp_path}/r{i}"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
+    assert [p.wait(timeout=240) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    hits = sorted(read_summary(tmp_path / f"r{i}")["dense_cache_hit"] for i in range(2))
+    assert hits == [False, True]
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
