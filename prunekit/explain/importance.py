@@ -13,12 +13,12 @@ import pathlib
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from prunekit.explain.features import feature_label, is_image, pixel_of, to_grid
-from prunekit.explain.files import save_figure, write_text
+from prunekit.explain.figures import PATH_WEIGHT_CMAP, path_weight_norm, save_figure
 from prunekit.explain.graph import SurvivingNetwork
+from prunekit.rundir import atomic_write_bytes
 
 TOP_FEATURES = 30  # bars in the tabular chart; beyond that the labels stop being readable
 
@@ -55,7 +55,7 @@ def write_importance_csv(importance: FeatureImportance, input_shape: tuple[int, 
     for feature, (count, weight) in enumerate(zip(importance.connections, importance.path_weight)):
         row, col = pixel_of(feature, input_shape) or ("", "")
         writer.writerow([feature, row, col, int(count), repr(float(weight))])
-    write_text(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def plot_importance(importance: FeatureImportance, input_shape: tuple[int, ...],
@@ -74,13 +74,12 @@ def plot_importance(importance: FeatureImportance, input_shape: tuple[int, ...],
 def _draw_heat_maps(fig: Figure, importance: FeatureImportance, input_shape: tuple[int, ...]) -> None:
     left, right = fig.subplots(1, 2)
     connections = to_grid(importance.connections, input_shape)
-    image = left.imshow(connections, cmap="viridis", interpolation="nearest")
+    image = left.imshow(connections, cmap="viridis", interpolation="nearest", vmin=0)
     fig.colorbar(image, ax=left, shrink=0.85, label="alive outgoing connections")
     left.set_title("surviving connections per pixel")
-    # Path weights span orders of magnitude; a square-root scale keeps the weaker used pixels visible.
     weights = to_grid(importance.path_weight, input_shape)
-    image = right.imshow(weights, cmap="magma", interpolation="nearest",
-                         norm=PowerNorm(0.5, vmin=0.0, vmax=max(weights.max(), 1e-12)))
+    image = right.imshow(weights, cmap=PATH_WEIGHT_CMAP, norm=path_weight_norm(weights),
+                         interpolation="nearest")
     fig.colorbar(image, ax=right, shrink=0.85, label="sum over paths of prod |w| (sqrt scale)")
     right.set_title("summed |weight| of surviving paths")
     for axis in (left, right):

@@ -3,8 +3,9 @@
 Input features keep their natural order (raster order for images, so neighbouring pixels stay
 together) and classes keep theirs (so they read 0..9 from top to bottom). Hidden units are ordered by
 the barycentre heuristic of layered-graph drawing: each unit goes to the mean position of its alive
-neighbours in the adjacent layer, which removes most needless edge crossings. One sweep forward
-(neighbours = inputs of the unit) then one backward (neighbours = outputs of the unit).
+neighbours in the adjacent layers, which removes most needless edge crossings. One sweep forward
+(neighbours = the unit's inputs), then one backward (neighbours = its inputs and outputs, so that the
+final order reflects both sides and the classes' order propagates back).
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def unit_positions(net: SurvivingNetwork) -> list[np.ndarray]:
         order[layer] = _barycentre_order(order[layer], incoming, positions[layer - 1])
         positions[layer] = _spread(order[layer], sizes[layer])
     for layer in reversed(hidden):
-        outgoing = (net.weights[layer] != 0).T  # hidden units x next layer
-        order[layer] = _barycentre_order(order[layer], outgoing, positions[layer + 1])
+        # Both sides: ordering by outputs alone would undo what the forward sweep did for the inputs.
+        links = np.hstack([net.weights[layer - 1] != 0, (net.weights[layer] != 0).T])
+        neighbours = np.concatenate([positions[layer - 1], positions[layer + 1]])
+        order[layer] = _barycentre_order(order[layer], links, neighbours)
         positions[layer] = _spread(order[layer], sizes[layer])
     return positions

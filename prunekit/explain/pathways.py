@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from prunekit.explain.features import feature_label
-from prunekit.explain.files import save_figure
+from prunekit.explain.figures import save_figure
 from prunekit.explain.graph import SurvivingNetwork
 from prunekit.explain.layering import unit_positions
 
@@ -24,6 +24,7 @@ MAX_LINE_WIDTH = 3.5
 MIN_LINE_WIDTH = 0.2  # a proportional width would make the weakest edges invisible
 POSITIVE = (0.84, 0.15, 0.16)
 NEGATIVE = (0.12, 0.47, 0.71)
+HEADING_PT = 36.0  # two lines of 9 pt text plus their offset
 MIN_LABEL_FONT_PT = 4.0  # labels packed into a smaller font than this are unreadable anyway
 
 
@@ -48,36 +49,42 @@ def _edge_segments(net: SurvivingNetwork, positions: list[np.ndarray]) -> tuple[
 
 
 def plot_pathways(net: SurvivingNetwork, input_shape: tuple[int, ...], class_names: Sequence[str],
-                  path: pathlib.Path, max_edges: int = MAX_DRAWN_EDGES) -> None:
-    """Draw the surviving network of ``net`` into ``path``, at most ``max_edges`` edges of it."""
+                  path: pathlib.Path) -> None:
+    """Draw the surviving network of ``net`` into ``path``, at most ``MAX_DRAWN_EDGES`` edges of it."""
     positions = unit_positions(net)
     counts = net.alive_counts
     segments, values = _edge_segments(net, positions)
-    keep = strongest_edges(np.abs(values), max_edges)
+    keep = strongest_edges(np.abs(values), MAX_DRAWN_EDGES)
     segments, values = segments[keep], values[keep]
 
-    height = float(np.clip(0.13 * max(counts) + 2.0, 5.0, 26.0))
+    height = float(np.clip(0.13 * max(counts) + 2.0, 5.0, 20.0))
+    plot_height_pt = height * 72 * 0.85  # the axes take roughly 85 % of the figure's height
     fig = Figure(figsize=(max(9.0, 2.8 * len(counts)), height), layout="constrained")
     axis = fig.add_subplot()
     axis.set_axis_off()
-    title = f"Surviving pathways: {net.weight_count} weights, alive units per layer {counts}"
-    if keep.size < net.weight_count:
-        title += f"\nonly the strongest {keep.size} of {net.weight_count} weights are drawn"
-    if net.weight_count == 0:
-        title = "No surviving path from any input feature to any class"
-    axis.set_title(title)
+    axis.set_title(_title(net.weight_count, keep.size, counts))
     if values.size:
         widths = np.maximum(MAX_LINE_WIDTH * np.abs(values) / np.abs(values).max(), MIN_LINE_WIDTH)
         colours = np.where((values > 0)[:, None], POSITIVE, NEGATIVE)
         axis.add_collection(LineCollection(segments, colors=colours, linewidths=widths, alpha=0.7))
     _draw_units(axis, positions, counts)
-    _label_ends(axis, positions, input_shape, class_names, plot_height_pt=height * 72 * 0.85)
+    _label_ends(axis, positions, input_shape, class_names, plot_height_pt)
     axis.set_xlim(-0.7, len(counts) - 0.3)
-    axis.set_ylim(1.04, -0.06)  # inverted: feature 0 and class 0 at the top
+    # Inverted (feature 0 and class 0 at the top), with HEADING_PT of room above for the layer headings.
+    axis.set_ylim(1.01, -HEADING_PT / plot_height_pt)
     axis.legend(handles=[Line2D([], [], color=POSITIVE, label="positive weight"),
                          Line2D([], [], color=NEGATIVE, label="negative weight")],
                 loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     save_figure(fig, path)
+
+
+def _title(weight_count: int, drawn: int, counts: list[int]) -> str:
+    if weight_count == 0:
+        return "No surviving path from any input feature to any class"
+    title = f"Surviving pathways: {weight_count} weights, alive units per layer {counts}"
+    if drawn < weight_count:
+        title += f"\nonly the strongest {drawn} of {weight_count} weights are drawn"
+    return title
 
 
 def _draw_units(axis, positions: list[np.ndarray], counts: list[int]) -> None:
@@ -87,7 +94,9 @@ def _draw_units(axis, positions: list[np.ndarray], counts: list[int]) -> None:
         size = float(np.clip(2000.0 / max(alive.size, 1), 3.0, 30.0))
         axis.scatter(np.full(alive.size, layer), alive, s=size, color="black", zorder=3, linewidths=0)
         name = "inputs" if layer == 0 else "classes" if layer == last else f"hidden {layer}"
-        axis.text(layer, -0.03, f"{name}\n({counts[layer]} alive)", ha="center", va="bottom", fontsize=9)
+        # Offset in points, so the heading sits just above the layer whatever the figure's height.
+        axis.annotate(f"{name}\n({counts[layer]} alive)", xy=(layer, 0.0), xytext=(0, 6),
+                      textcoords="offset points", ha="center", va="bottom", fontsize=9)
 
 
 def _label_ends(axis, positions: list[np.ndarray], input_shape: tuple[int, ...],

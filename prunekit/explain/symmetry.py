@@ -12,7 +12,7 @@ surviving path) has no score (None), nor has tabular input, which has no geometr
 
 Interchangeable groups are our reading of the paper's "feature symmetry", whose definition we do not
 have: input features whose alive outgoing weights go to exactly the same set of first-hidden-layer
-units. The network sees such features only through the same units, so permuting them changes nothing
+units (the classes, for a network without hidden layers). The network sees such features only through the same units, so permuting them changes nothing
 in the topology. Only features with at least one alive connection count, and only groups of two or more.
 """
 from __future__ import annotations
@@ -20,12 +20,12 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
-from matplotlib.colors import PowerNorm, to_rgb
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from prunekit.explain.features import feature_label, is_image, to_grid
-from prunekit.explain.files import save_figure
+from prunekit.explain.features import feature_count, feature_label, is_image, to_grid
+from prunekit.explain.figures import PATH_WEIGHT_CMAP, path_weight_norm, save_figure
 from prunekit.explain.graph import SurvivingNetwork
 
 MAX_GROUPS = 20  # groups reported in summary.json
@@ -74,12 +74,12 @@ def _score_text(score: float | None) -> str:
 def _draw_mirrors(fig: Figure, grid: np.ndarray, scores: dict[str, float | None]) -> np.ndarray:
     """Draw the map and its mirrors in the first three of four panels; return the four axes."""
     axes = fig.subplots(1, 4)
-    norm = PowerNorm(0.5, vmin=0.0, vmax=max(grid.max(), 1e-12))
+    norm = path_weight_norm(grid)  # one scale for all three, so the mirrors compare pixel by pixel
     panels = [(grid, "path-weight importance"),
               (np.flip(grid, axis=1), f"left-right mirror: score {_score_text(scores['left_right'])}"),
               (np.flip(grid, axis=0), f"up-down mirror: score {_score_text(scores['up_down'])}")]
     for axis, (image, title) in zip(axes, panels):
-        shown = axis.imshow(image, cmap="magma", norm=norm, interpolation="nearest")
+        shown = axis.imshow(image, cmap=PATH_WEIGHT_CMAP, norm=norm, interpolation="nearest")
         axis.set_title(title)
     fig.colorbar(shown, ax=list(axes[:3]), shrink=0.85, label="path weight (sqrt scale)")
     fig.suptitle("Feature symmetry: score = 1 - sum|M - mirror(M)| / (2 sum|M|)")
@@ -101,7 +101,7 @@ def _draw_group_pixels(axis, connections: np.ndarray, groups: list[list[int]],
     axis.imshow(picture, interpolation="nearest")
     axis.set_title(f"{len(groups)} interchangeable groups, largest {len(drawn)} coloured" if groups
                    else "no interchangeable features")
-    handles = [Patch(color=GROUP_COLOURS[i], label=f"group {i + 1}: {len(g)} pixels")
+    handles = [Patch(color=GROUP_COLOURS[i], label=f"group {i + 1}: {len(g)} features")
                for i, g in enumerate(drawn)]
     if handles:
         axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
@@ -115,9 +115,12 @@ def _draw_group_members(axis, groups: list[list[int]], input_shape: tuple[int, .
         return
     for rank, group in enumerate(groups):
         axis.scatter(group, [rank] * len(group), color=f"C{rank % 10}", s=40)
-        axis.text(max(group), rank, "  " + ", ".join(feature_label(f, input_shape) for f in group[:8])
-                  + (" ..." if len(group) > 8 else ""), va="center", fontsize=8)
-    axis.set_yticks(range(len(groups)), [f"group {i + 1} ({len(g)})" for i, g in enumerate(groups)])
+    # The members are named in the row labels, where they cannot run off the plot.
+    names = [", ".join(feature_label(f, input_shape) for f in g[:6]) + (" ..." if len(g) > 6 else "")
+             for g in groups]
+    axis.set_yticks(range(len(groups)), [f"group {i + 1}: {n}" for i, n in enumerate(names)], fontsize=8)
+    axis.set_xlim(-0.5, feature_count(input_shape) - 0.5)
+    axis.grid(axis="y", color="0.9")
     axis.invert_yaxis()
     axis.set_xlabel("input feature index")
     axis.set_title("features wired to exactly the same first-hidden-layer units")
