@@ -174,7 +174,8 @@ def test_explain_rebuilds_the_figures_of_a_magnitude_run(cli, tmp_path):
 
 def test_concurrent_runs_share_one_dense_training(tmp_path):
     """Two processes started together: the file lock makes one train and the other reuse its result."""
-    env = {**os.environ, "PRUNEKIT_CACHE": str(tmp_path / "cache")}
+    # One thread each: two processes with two threads on two cores would mostly wait for each other.
+    env = {**os.environ, "PRUNEKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     args = ["prunekit", "train", "train.epochs=20", "prune.epochs=1", "finetune.epochs=0"]
     procs = [subprocess.Popen([*args, f"hydra.run.dir={tmp_path}/r{i}"], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
