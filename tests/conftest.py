@@ -3,8 +3,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from prunekit.cli import main
+
+# One thread: the suite's networks are small, and on a shared two-core machine a second thread mostly
+# waits for a core, which made multi-threaded runs ten times slower in our measurements.
+torch.set_num_threads(1)
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
