@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
@@ -72,6 +72,18 @@ class MethodConfig:
 
 
 @dataclass
+class GumbelConfig(MethodConfig):
+    """method=gumbel (prunekit/pruning/methods/gumbel.py; the defaults are argued in configs/method/gumbel.yaml)."""
+
+    target: str = "scheduled"  # scheduled: rho_target follows the schedule, exact top-k; emergent: rho_target = 0
+    lam: float = 1e-3  # density-term pull per gate: lam * N * |rho_target - density|, one value for any N
+    tau: float = 3.0  # Gumbel-Softmax temperature
+    tau_final: Optional[float] = None  # anneal tau geometrically to this along the schedule; null: fixed tau
+    gate_lr: float = 0.1  # learning rate of the keep-minus-drop logits (weights use the stage's lr)
+    init_keep: float = 0.95  # starting keep probability sigmoid(keep - drop); 0.95 is keep - drop ~ 3
+
+
+@dataclass
 class ScheduleConfig:
     name: str = MISSING
     initial_sparsity: float = 0.0
@@ -121,6 +133,7 @@ def register_schemas() -> None:
         ("model", "mlp", MLPConfig),
         ("model", "convnet", ConvNetConfig),
         ("method", "base", MethodConfig),
+        ("method", "gumbel", GumbelConfig),
         ("schedule", "base", ScheduleConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

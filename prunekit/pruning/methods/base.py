@@ -55,6 +55,11 @@ class PruningMethod(TrainHook):
     def finish(self) -> None:
         """End of the pruning stage: settle the final masks (e.g. a deterministic top-k)."""
 
+    def epoch_stats(self) -> dict:
+        """Entries for each epoch record of the pruning stage, overriding the pipeline's own (e.g. the
+        ``density`` a method's decision would give while its masks are not yet written)."""
+        return {}
+
     def state_dict(self) -> dict:
         """What a resumed run needs to continue exactly where it stopped."""
         return {}
