@@ -62,9 +62,9 @@ def test_functions_on_digits(bench):
     assert 0.0 <= bench.evaluate_reference(reference, dataset) <= 1.0
 
     kinds = bench.step_kinds(model, data, opt_cfg, sparsity=0.9, seed=0)
-    assert set(kinds) == {"dense", "masked"}
+    assert set(kinds) == {"dense", "masked", "gumbel"}
     times = bench.compare_steps(kinds, steps=2, rounds=3, warmup=1, device=CPU)
-    assert {name: len(values) for name, values in times.items()} == {"dense": 3, "masked": 3}
+    assert {name: len(values) for name, values in times.items()} == {"dense": 3, "masked": 3, "gumbel": 3}
 
 
 def test_masked_step_keeps_pruned_weights_at_zero(bench):
