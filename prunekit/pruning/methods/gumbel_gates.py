@@ -14,11 +14,10 @@ matmuls beside it do. The passes write into buffers reused by every step, and th
 quantile of 16 random bits read from a 65,536-entry table, instead of a float uniform draw and a logit (a
 quarter of the random-number work and no transcendental function). Each gate's keep probability is then
 exact to 2^-16 for |d| < 11; a gate with |d| > 11.8 is always open (closed), where the exact probability
-of the other outcome is below 8e-6. ``step_times`` measures a step against a masked dense one.
+of the other outcome is below 8e-6.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
@@ -195,72 +194,3 @@ class GateSet:
     def deterministic(self) -> dict[str, torch.Tensor]:
         """The logits per layer, detached (keep where > 0, or the top-k of them)."""
         return {name: logit.detach().clone() for name, logit in self.logits.items()}
-
-
-def step_times(batch_size: int = 128, hidden: tuple[int, ...] = (300, 100), in_features: int = 784,
-               device: str = "cpu", rounds: int = 7, steps: int = 20, optimizer: str = "adam") -> tuple[float, float]:
-    """Seconds per training step of the same MLP, (masked dense, gumbel), on random data.
-
-    Both steps are what the pruning stage runs: forward, cross-entropy (plus the density term for gumbel),
-    backward, the masks' gradient zeroing, an optimiser step (Adam by default, as gumbel's pruning stage
-    uses; over the weights, plus the gate logits for gumbel)
-    and the masks' re-zeroing; the masked model holds 90% magnitude-pruned masks. The two are timed in
-    alternating rounds and each reports its median, so load that comes and goes hits both alike.
-    """
-    from omegaconf import OmegaConf
-
-    from prunekit.config import GumbelConfig, MethodConfig
-    from prunekit.engine import build_optimizer
-    from prunekit.models.mlp import MLP
-    from prunekit.pruning.masks import MaskSet
-    from prunekit.pruning.methods import get_method_class
-
-    dev = torch.device(device)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, in_features, generator=generator).to(dev)
-    y = torch.randint(0, 10, (batch_size,), generator=generator).to(dev)
-    opt_cfg = OmegaConf.create({"optimizer": optimizer, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0})
-
-    def make_step(name: str, schema: type) -> Callable[[], None]:
-        torch.manual_seed(0)
-        model = MLP(in_features, list(hidden), 10).to(dev)
-        masks = MaskSet(model)
-        method = get_method_class(name)(OmegaConf.merge(OmegaConf.structured(schema), {"name": name}),
-                                        model, masks, None, 0)
-        if name == "gumbel":
-            method.start()
-        else:
-            method.prune(0.9)
-        model.train()
-        optimizer = build_optimizer([{"params": list(model.parameters())}, *method.param_groups(0.01)], opt_cfg)
-        hooks = [method, masks]
-
-        def step() -> None:
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            for hook in hooks:
-                extra = hook.loss(logits, y)
-                loss = loss if extra is None else loss + extra
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for hook in hooks:
-                hook.before_step()
-            optimizer.step()
-            for hook in hooks:
-                hook.after_step(0)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        return step
-
-    masked, gumbel = make_step("magnitude", MethodConfig), make_step("gumbel", GumbelConfig)
-    for _ in range(3):
-        masked(), gumbel()
-    times: dict[Callable, list[float]] = {masked: [], gumbel: []}
-    for _ in range(rounds):
-        for step in (masked, gumbel):
-            began = time.perf_counter()
-            for _ in range(steps):
-                step()
-            times[step].append((time.perf_counter() - began) / steps)
-    return tuple(sorted(t)[len(t) // 2] for t in times.values())  # type: ignore[return-value]
