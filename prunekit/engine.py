@@ -45,6 +45,26 @@ def lr_factor(cfg: DictConfig, progress: float) -> float:
     return 1.0
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               hooks: list[TrainHook], step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step with every hook in its place; returns (logits, task loss), both detached."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    total = loss
+    for hook in hooks:
+        extra = hook.loss(logits, y)
+        if extra is not None:
+            total = total + extra
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    for hook in hooks:
+        hook.before_step()
+    optimizer.step()
+    for hook in hooks:
+        hook.after_step(step)
+    return logits.detach(), loss.detach()
+
+
 def train_epoch(
     model: nn.Module,
     data: Any,
@@ -71,23 +91,10 @@ def train_epoch(
         factor = lr_factor(cfg, step / max(total_steps, 1))
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        total = loss
-        for hook in hooks:
-            extra = hook.loss(logits, y)
-            if extra is not None:
-                total = total + extra
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for hook in hooks:
-            hook.before_step()
-        optimizer.step()
         step += 1
-        for hook in hooks:
-            hook.after_step(step)
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
+        logits, loss = train_step(model, optimizer, x, y, hooks, step)
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if on_batch is not None:
             on_batch(index)

@@ -56,7 +56,7 @@ from torch import nn
 from prunekit.config import DataConfig, GumbelConfig, MethodConfig, MLPConfig, OptimConfig
 from prunekit.data import Dataset, Split, load_dataset
 from prunekit.data.mnist import IdxSet
-from prunekit.engine import TrainHook, build_optimizer, evaluate, train_epoch
+from prunekit.engine import TrainHook, build_optimizer, evaluate, train_epoch, train_step
 from prunekit.errors import UserError
 from prunekit.models import build_model
 from prunekit.pipeline import epoch_generator, resolve_device
@@ -265,20 +265,8 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
     model.train()
 
     def step() -> None:
-        logits = model(x)
-        total = F.cross_entropy(logits, y)
-        for hook in hooks:
-            extra = hook.loss(logits, y)
-            if extra is not None:
-                total = total + extra
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for hook in hooks:
-            hook.before_step()
-        optimizer.step()
         counter[0] += 1
-        for hook in hooks:
-            hook.after_step(counter[0])
+        train_step(model, optimizer, x, y, hooks, counter[0])
 
     step.model, step.optimizer, step.hooks = model, optimizer, hooks  # for inspection
     return step
