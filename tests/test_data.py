@@ -73,7 +73,8 @@ def write_cifar100(root: Path) -> None:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
     for i, name in enumerate(["train", "test"]):
-        write_pickle(folder / name, {"data": images(200, (3 * 32 * 32,), i), "fine_labels": list(labels(200, 100))})
+        batch = {"data": images(200, (3 * 32 * 32,), i), "fine_labels": list(labels(200, 100))}
+        write_pickle(folder / name, {**batch, "coarse_labels": list(labels(200, 20))})
     write_pickle(folder / "meta", {"fine_label_names": [f"class{k}" for k in range(100)]})
 
 
@@ -252,11 +253,13 @@ def test_idx_corrupt_gzip(tmp_path, cut):
         load_dataset(data_cfg(name="mnist", root=str(tmp_path)), CPU)
 
 
-def test_idx_labels_out_of_range(tmp_path):
+@pytest.mark.parametrize("name, n", [(IDX_NAMES[1], 40), (IDX_NAMES[3], 20)])
+def test_idx_labels_out_of_range_names_the_labels_file(tmp_path, name, n):
     write_mnist(tmp_path, gz=False)
-    write_idx(tmp_path / IDX_NAMES[1], np.full(40, 12, dtype=np.uint8))
-    with pytest.raises(UserError, match="labels span 12..12"):
+    write_idx(tmp_path / name, np.full(n, 12, dtype=np.uint8))
+    with pytest.raises(UserError, match=f"{name}: labels span 12..12 but the classes are 0..9") as error:
         load_dataset(data_cfg(name="mnist", root=str(tmp_path)), CPU)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
@@ -294,8 +297,42 @@ def test_cifar_missing_and_corrupt(tmp_path):
         check_available(data_cfg(name="cifar10", root=str(tmp_path)))
     folder = write_cifar10(tmp_path)
     (folder / "data_batch_3").write_bytes(b"not a pickle")
-    with pytest.raises(UserError, match="cifar-10-batches-py cannot be read"):
+    with pytest.raises(UserError, match="cifar-10-batches-py.data_batch_3: cannot be read") as error:
         load_dataset(data_cfg(name="cifar10", root=str(tmp_path)), CPU)
+    assert "\n" not in str(error.value)
+
+
+def relabel(path: Path, count: int) -> None:
+    """Rewrite a CIFAR-10 batch with its images kept and ``count`` labels."""
+    batch = pickle.loads(path.read_bytes())
+    write_pickle(path, {**batch, "labels": list(labels(count, 10))})
+
+
+def test_cifar10_batch_with_fewer_labels_than_images(tmp_path):
+    folder = write_cifar10(tmp_path)
+    relabel(folder / "data_batch_3", 5)
+    with pytest.raises(UserError, match="cifar-10-batches-py.data_batch_3 holds 10 images but 5 labels") as error:
+        load_dataset(data_cfg(name="cifar10", root=str(tmp_path)), CPU)
+    assert "\n" not in str(error.value) and "replace it" in str(error.value)
+
+
+def test_cifar10_misaligned_batches_with_matching_totals(tmp_path):
+    # One label too many in one file and one too few in the next: the totals agree, the labels would shift.
+    folder = write_cifar10(tmp_path)
+    relabel(folder / "data_batch_1", 11)
+    relabel(folder / "data_batch_2", 9)
+    with pytest.raises(UserError, match="cifar-10-batches-py.data_batch_1 holds 10 images but 11 labels"):
+        load_dataset(data_cfg(name="cifar10", root=str(tmp_path)), CPU)
+
+
+def test_cifar100_labels_out_of_range(tmp_path):
+    write_cifar100(tmp_path)
+    path = tmp_path / "cifar-100-python" / "test"
+    batch = pickle.loads(path.read_bytes())
+    write_pickle(path, {**batch, "fine_labels": [100] + batch["fine_labels"][1:]})
+    with pytest.raises(UserError, match="cifar-100-python.test: labels span 0..100 but the classes are 0..99") as error:
+        load_dataset(data_cfg(name="cifar100", root=str(tmp_path)), CPU)
+    assert "\n" not in str(error.value)
 
 
 # --- Caltech101: folders of JPEGs, resized once and cached ---------------------------------------------
@@ -337,3 +374,15 @@ def test_caltech101_missing_and_corrupt(tmp_path):
     assert not list(folder.parent.glob("prunekit_cache_*"))
     os.remove(folder / "ant" / "image_0002.jpg")
     assert load_dataset(cfg, CPU).num_classes == 3
+
+
+def test_caltech101_cache_misaligned_with_its_file_list_is_rebuilt(tmp_path):
+    folder = write_caltech(tmp_path)
+    cfg = data_cfg(Caltech101DataConfig, name="caltech101", root=str(tmp_path), image_size=16, val_fraction=0.0)
+    dataset = load_dataset(cfg, CPU)
+    cache = folder.parent / "prunekit_cache_16.pt"
+    cached = torch.load(cache, weights_only=True)
+    torch.save({**cached, "x": cached["x"][1:]}, cache)  # one image short: every label would shift by one
+    again = load_dataset(cfg, CPU)
+    assert torch.equal(again.train.x, dataset.train.x) and torch.equal(again.test.x, dataset.test.x)
+    assert len(torch.load(cache, weights_only=True)["x"]) == 15

@@ -65,7 +65,7 @@ def load(cfg: DictConfig) -> Source:
     if not files:
         raise UserError(f"caltech101: no images (*.jpg) in the class folders of {folder}; the copy is incomplete")
     cache = folder.parent / f"prunekit_cache_{cfg.image_size}.pt"
-    x = _read_cache(cache, files)
+    x = _read_cache(cache, files, cfg.image_size)
     if x is None:
         x = _resize_all(folder, files, cfg.image_size)
         _write_cache(cache, {"files": files, "x": x})
@@ -86,7 +86,7 @@ def _resize_all(folder: Path, files: list[str], size: int) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
-def _read_cache(path: Path, files: list[str]) -> torch.Tensor | None:
+def _read_cache(path: Path, files: list[str], size: int) -> torch.Tensor | None:
     if not path.is_file():
         return None
     try:
@@ -97,7 +97,12 @@ def _read_cache(path: Path, files: list[str]) -> torch.Tensor | None:
     if not isinstance(cached, dict) or cached.get("files") != files:
         log.info("caltech101: %s was built from other files; rebuilding it", path)
         return None
-    return cached["x"]
+    x = cached.get("x")
+    # The labels come from ``files``, so one image per file, in that order, is what keeps them aligned.
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or tuple(x.shape) != (len(files), 3, size, size):
+        log.warning("caltech101: ignoring cache %s, its images do not match its file list; rebuilding it", path)
+        return None
+    return x
 
 
 def _write_cache(path: Path, payload: dict) -> None:

@@ -1,10 +1,12 @@
 """CIFAR-10 and CIFAR-100 from torchvision's pickled batches (``data.root/cifar-10-batches-py`` and
-``data.root/cifar-100-python``), read by torchvision's own dataset classes.
+``data.root/cifar-100-python``), downloaded by torchvision's own dataset classes.
 
-torchvision compares every file with the md5 of the official release before reading it. We read through
-a subclass that only asks for the files to exist: hashing 180 MB costs time on every run, a download is
-still verified (torchvision checks the archive's md5), and a damaged file still fails to unpickle or to
-reshape, which becomes a UserError. It also lets the tests read small batches written in the same format.
+The batches are read here, one file at a time, not by torchvision's constructor: that one concatenates
+the images and the labels of all files separately, so a file with fewer labels than images would shift
+every later label onto the wrong image without an error, and a label out of range could not be traced to
+its file. Reading per file lets every check name the damaged file. It also skips torchvision's md5 check
+of every file on every run (hashing 180 MB costs time; a download is still verified, as torchvision checks
+the archive's md5) and lets the tests read small batches written in the same format.
 """
 from __future__ import annotations
 
@@ -12,42 +14,32 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from prunekit.data.source import Source, data_root, reason
+from prunekit.data.source import Source, check_label_range, data_root, reason
 from prunekit.errors import UserError
 
-
-def without_md5(torchvision_class: type) -> type:
-    """``torchvision_class`` with its md5 checks reduced to "the file exists" (md5 None in check_integrity)."""
-    return type(
-        torchvision_class.__name__,
-        (torchvision_class,),
-        {
-            "train_list": [[name, None] for name, _ in torchvision_class.train_list],
-            "test_list": [[name, None] for name, _ in torchvision_class.test_list],
-            "meta": {**torchvision_class.meta, "md5": None},
-        },
-    )
+LABEL_KEYS = ("labels", "fine_labels")  # CIFAR-10's key, else CIFAR-100's (its 100 classes, not the 20 coarse)
 
 
 @dataclass(frozen=True)
 class CifarSet:
-    """One CIFAR variant: its title, torchvision class and number of classes."""
+    """One CIFAR variant: its title, torchvision class (file names, folder, download) and number of classes."""
 
     title: str
     torchvision_class: type
     num_classes: int
 
-    def files(self, root: Path) -> list[Path]:
-        """Every file torchvision reads, in its folder under ``root``."""
+    def files(self, root: Path, train: bool | None = None) -> list[Path]:
+        """The batch files under ``root``: train or test ones, or all (None), in torchvision's order."""
         tv = self.torchvision_class
-        names = [name for name, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]
-        return [root / tv.base_folder / name for name in names]
+        lists = {True: tv.train_list, False: tv.test_list, None: tv.train_list + tv.test_list}[train]
+        return [root / tv.base_folder / name for name, _ in lists]
 
     def check(self, cfg: DictConfig) -> None:
-        """Raise UserError unless every file is present or ``data.download`` is on."""
+        """Raise UserError unless every batch file is present or ``data.download`` is on."""
         root = data_root(cfg)
         missing = [path for path in self.files(root) if not path.is_file()]
         if missing and not cfg.download:
@@ -62,22 +54,37 @@ class CifarSet:
         root = data_root(cfg)
         if not all(path.is_file() for path in self.files(root)):
             self._download(root)
-        reader = without_md5(self.torchvision_class)
-        folder = root / self.torchvision_class.base_folder
+        train_x, train_y = self._read_split(root, train=True)
+        test_x, test_y = self._read_split(root, train=False)
+        return Source(train_x, train_y, test_x, test_y, self.num_classes)
+
+    def _read_split(self, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        batches = [self._read_batch(path) for path in self.files(root, train)]
+        images = np.concatenate([x for x, _ in batches])
+        return torch.from_numpy(images), torch.cat([y for _, y in batches])
+
+    def _read_batch(self, path: Path) -> tuple[np.ndarray, torch.Tensor]:
+        # One pickled dict: "data" holds N rows of 3072 bytes (the 3 colour planes of 32 x 32, already the
+        # N x C x H x W order the models want), the label key N class indices.
         try:
-            train, test = reader(str(root), train=True), reader(str(root), train=False)
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OSError) as error:
+            with path.open("rb") as file:
+                entry = pickle.load(file, encoding="latin1")
+            key = next((key for key in LABEL_KEYS if key in entry), LABEL_KEYS[0])
+            images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            labels = torch.as_tensor(entry[key], dtype=torch.long).reshape(-1)
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OverflowError, RuntimeError,
+                OSError) as error:  # what damaged bytes or a foreign pickle make pickle, numpy or torch raise
             raise UserError(
-                f"{self.title}: the batches in {folder} cannot be read ({reason(error)}); they are damaged, "
-                "delete the folder and copy or download it again"
+                f"{path}: cannot be read ({reason(error)}); the file is damaged, replace it from a fresh copy "
+                f"of torchvision's {self.torchvision_class.base_folder} folder"
             ) from error
-        return Source(
-            train_x=_channels_first(train.data),
-            train_y=torch.tensor(train.targets, dtype=torch.long),
-            test_x=_channels_first(test.data),
-            test_y=torch.tensor(test.targets, dtype=torch.long),
-            num_classes=self.num_classes,
-        )
+        if len(images) != len(labels):
+            raise UserError(
+                f"{path} holds {len(images)} images but {len(labels)} labels; the file is damaged, replace it "
+                f"from a fresh copy of torchvision's {self.torchvision_class.base_folder} folder"
+            )
+        check_label_range(path, labels, self.num_classes)
+        return images, labels
 
     def _download(self, root: Path) -> None:
         try:
@@ -87,8 +94,3 @@ class CifarSet:
                 f"{self.title}: download of {self.torchvision_class.url} to {root} failed ({reason(error)}); "
                 f"copy torchvision's {self.torchvision_class.base_folder} folder into {root} instead"
             ) from error
-
-
-def _channels_first(images) -> torch.Tensor:
-    # torchvision holds N x H x W x C (for PIL); the models want N x C x H x W.
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()

@@ -101,7 +101,14 @@ class Dataset:
 def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -> Dataset:
     """Carve the validation split, compute statistics on the rest of train, and move everything to ``device``."""
     num_classes = source.num_classes
-    for split, y in (("train", source.train_y), ("test", source.test_y)):
+    # A safety net only: the loaders that read files check each file and name it (source.check_label_range);
+    # this catches a loader that does not, before misaligned or foreign labels reach training.
+    for split, x, y in (("train", source.train_x, source.train_y), ("test", source.test_x, source.test_y)):
+        if len(x) != len(y):
+            raise UserError(
+                f"{name}: the {split} data holds {len(x)} samples but {len(y)} labels; the files under data.root "
+                "are damaged, replace them"
+            )
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             raise UserError(
                 f"{name}: {split} labels span {int(y.min())}..{int(y.max())} but the dataset has classes "

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from prunekit.data.source import Source, data_root, reason
+from prunekit.data.source import Source, check_label_range, data_root, reason
 from prunekit.errors import UserError
 
 FILES = {  # role -> (file name without .gz, number of dimensions)
@@ -33,6 +33,7 @@ FILES = {  # role -> (file name without .gz, number of dimensions)
     "test_y": ("t10k-labels-idx1-ubyte", 1),
 }
 UBYTE = 0x08  # IDX type code of unsigned bytes, the only one these sets use
+NUM_CLASSES = 10  # both MNIST and Fashion-MNIST
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,13 @@ class IdxSet:
                     f"{paths[f'{split}_x']} holds {len(images)} images but {paths[f'{split}_y']} holds "
                     f"{len(labels)} labels; one of them is damaged, replace both"
                 )
+            check_label_range(paths[f"{split}_y"], labels, NUM_CLASSES)
         return Source(
             train_x=tensors["train_x"].unsqueeze(1),
             train_y=tensors["train_y"].long(),
             test_x=tensors["test_x"].unsqueeze(1),
             test_y=tensors["test_y"].long(),
-            num_classes=10,
+            num_classes=NUM_CLASSES,
         )
 
     def _download(self, root: Path) -> dict[str, Path] | None:

@@ -1,5 +1,5 @@
 """What a dataset family's loader hands over, and what every family shares: the fixed stratified split,
-the data root, and errors from third-party readers turned into one line."""
+the data root, the per-file label check, and errors from third-party readers turned into one line."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+
+from prunekit.errors import UserError
 
 REASON_LIMIT = 300  # characters of a third-party error kept in a UserError (torchvision's list every mirror)
 
@@ -58,3 +60,16 @@ def reason(error: BaseException) -> str:
     """A third-party exception as one short line, for the parenthesis of a UserError."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
+
+
+def check_label_range(path: Path, labels: torch.Tensor, num_classes: int) -> None:
+    """Raise UserError naming ``path`` unless every label read from it is a class index in 0..num_classes-1.
+
+    Loaders call this for each file they read, so that the message points at the damaged file; the check
+    in :func:`prunekit.data.dataset.assemble` sees only the concatenated labels and cannot name one.
+    """
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(
+            f"{path}: labels span {int(labels.min())}..{int(labels.max())} but the classes are "
+            f"0..{num_classes - 1}; the file is damaged or belongs to another dataset, replace it"
+        )
