@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+# Told after every training batch: (batch index from 1, running loss sum, running correct count, samples seen).
+# The two sums are the loop's own device tensors, updated in place: reading them (.item()) waits for the
+# accelerator, so a callback should do it only now and then, and must not change them.
+BatchCallback = Callable[[int, torch.Tensor, torch.Tensor, int], None]
+
 
 class TrainHook:
     """Work a method or a mask set does around each optimiser step; every hook is optional."""
@@ -74,12 +79,13 @@ def train_epoch(
     generator: torch.Generator,
     step: int,
     total_steps: int,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: BatchCallback | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass over the training split; returns (mean loss and accuracy, the step count after it).
 
     The learning rate of each parameter group follows ``cfg.lr_schedule`` from its ``initial_lr``.
-    Running sums stay on the device so the loop never waits for the accelerator.
+    Running sums stay on the device so the loop never waits for the accelerator; ``on_batch`` (see
+    :data:`BatchCallback`) gets them after every batch, e.g. for a progress bar.
     """
     model.train()
     device = next(model.parameters()).device
@@ -97,7 +103,7 @@ def train_epoch(
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if on_batch is not None:
-            on_batch(index)
+            on_batch(index, loss_sum, correct, seen)
     return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1)}, step
 
 
