@@ -24,6 +24,9 @@ Definitions (cited in results files, so stated exactly):
   only (a multiply-add counts 2; bias additions, BatchNorm, activations, pooling and residual sums
   are ignored). ``flops_dense`` is their sum; ``flops_effective`` scales each layer's FLOPs by its
   fraction of non-zero weights (the cost of a sparse kernel that skips zero weights).
+- ``collapsed_layers``: the prunable layers without a single alive weight (the network is cut there).
+- ``classes_without_path``: the output indices that no input reaches through non-zero weights, i.e. the
+  dead units of the last prunable layer (the classifier); such a class's logit is a constant.
 """
 from __future__ import annotations
 
@@ -169,6 +172,24 @@ def alive_weights(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, t
     return _reachability(model, input_shape).weights
 
 
+def _collapse(model: nn.Module, reach: _Reach) -> dict:
+    layers = prunable_layers(model)
+    name, classifier = layers[-1]
+    # A classifier the forward pass never calls has no alive unit: no class has a path.
+    with_path = reach.units.get(name, torch.zeros(classifier.weight.shape[0], dtype=torch.bool))
+    return {
+        "collapsed_layers": [n for n, _ in layers if not reach.weights[n].any()],
+        "classes_without_path": (~with_path).nonzero().flatten().tolist(),
+    }
+
+
+def collapse(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """Whether pruning cut the network: ``collapsed_layers`` (names of prunable layers without an alive
+    weight) and ``classes_without_path`` (output indices no input reaches), as defined in the module
+    docstring. Both are empty for a network that still connects every class to the input."""
+    return _collapse(model, _reachability(model, input_shape))
+
+
 def _nonzero(t: torch.Tensor | None) -> int:
     return 0 if t is None else int(torch.count_nonzero(t))
 
@@ -218,8 +239,9 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
 
 
 def summary_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
-    """``params_total``, ``params_nonzero``, ``params_effective``, ``density``, ``flops_dense`` and
-    ``flops_effective`` of ``model`` for samples of ``input_shape``, as defined in the module docstring."""
+    """``params_total``, ``params_nonzero``, ``params_effective``, ``density``, ``flops_dense``,
+    ``flops_effective`` (numbers) and ``collapsed_layers``, ``classes_without_path`` (lists, see
+    :func:`collapse`) of ``model`` for samples of ``input_shape``, as defined in the module docstring."""
     return measure(model, input_shape)[0]
 
 
@@ -241,5 +263,6 @@ def measure(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict, list[
         "density": sum(_nonzero(layer.weight) for _, layer in prunable_layers(model)) / weights,
         "flops_dense": sum(row["flops"] for row in rows),
         "flops_effective": sum(row["flops_effective"] for row in rows),
+        **_collapse(model, reach),
     }
     return summary, rows

@@ -9,7 +9,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from prunekit.config import ConvNetConfig, MLPConfig
-from prunekit.metrics import alive_weights, flops_per_layer, layer_table, prunable_layers, summary_metrics
+from prunekit.metrics import (
+    alive_weights, collapse, flops_per_layer, layer_table, measure, prunable_layers, summary_metrics,
+)
 from prunekit.models import build_model
 from prunekit.models.mlp import MLP
 
@@ -97,7 +99,8 @@ def test_pruned_vgg_filter_takes_its_bias_batchnorm_and_outgoing_weights_along()
     after = summary_metrics(net, shape)
     assert after["params_effective"] == before["params_effective"] - lost
     assert after["params_total"] == before["params_total"]
-    assert all(math.isfinite(v) for v in after.values())
+    assert after["collapsed_layers"] == [] and after["classes_without_path"] == []
+    assert all(math.isfinite(v) for v in after.values() if not isinstance(v, list))
     assert not alive_weights(net, shape)["features.3"][:, 5].any()
 
 
@@ -147,3 +150,16 @@ def test_metrics_leave_the_model_untouched():
     assert net.training and all(m.training for m in net.modules())
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     assert [name for name, _ in prunable_layers(net)][:2] == ["conv1", "layer1.0.conv1"]
+
+
+def test_collapse_names_the_layers_without_an_alive_weight_and_the_classes_without_a_path(tiny_mlp):
+    assert collapse(tiny_mlp, (4,)) == {"collapsed_layers": [], "classes_without_path": []}
+    with torch.no_grad():
+        tiny_mlp.fc3.weight[1] = 0  # class 1 loses every incoming weight; class 0 keeps its path
+    assert collapse(tiny_mlp, (4,)) == {"collapsed_layers": [], "classes_without_path": [1]}
+    with torch.no_grad():
+        tiny_mlp.fc2.weight.zero_()  # the whole middle layer: nothing reaches any class any more
+    assert collapse(tiny_mlp, (4,)) == {"collapsed_layers": ["fc1", "fc2", "fc3"], "classes_without_path": [0, 1]}
+    summary, _ = measure(tiny_mlp, (4,))  # the summary carries the same two entries, from its one pass
+    assert (summary["collapsed_layers"], summary["classes_without_path"]) == (["fc1", "fc2", "fc3"], [0, 1])
+    assert summary["params_effective"] == 0  # no alive weight, unit or bias anywhere

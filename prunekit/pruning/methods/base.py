@@ -30,7 +30,8 @@ class PruningMethod(TrainHook):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        """Raise UserError for settings this method cannot honour (called before any run starts)."""
+        """Raise UserError for settings this method cannot honour (called before any run starts, after
+        the schema's own checks of keys, types and ranges: prunekit/validation.py)."""
         from prunekit.config import choice
 
         choice(cfg.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
@@ -40,9 +41,10 @@ class PruningMethod(TrainHook):
         raise NotImplementedError
 
     def prune(self, sparsity: float) -> None:
-        """Tighten the masks to ``sparsity`` (pruned groups stay pruned)."""
+        """Tighten the masks to ``sparsity`` (pruned groups stay pruned), keeping every layer's
+        ``min_keep`` floor."""
         alive = self.masks.groups_alive(self.cfg.granularity)
-        keep = select_groups(self.scores(), alive, sparsity, self.cfg.scope)
+        keep = select_groups(self.scores(), alive, sparsity, self.cfg.scope, self.cfg.min_keep)
         self.masks.set_groups(self.cfg.granularity, keep)
 
     def param_groups(self, lr: float) -> list[dict]:

@@ -12,10 +12,12 @@ with a plain mean, the tutorial's lambda = 0.01 (N = 160) fades to nothing on Le
 (The tutorial's setting is lam = 0.01 / 160 ~ 6e-5 here; issue 3's working lambda = 100 on LeNet is 4e-4.)
 
 Two targets. ``emergent`` (the authors' tutorial): rho_target = 0 and the density is whatever lam and the
-task loss settle on; the final mask is d > 0. ``scheduled`` (default): the sparsity schedule moves
-rho_target from the starting density (init_keep) to 1 - method.sparsity; no weight is hard-pruned on the
-way; at the end a global top-k on d keeps exactly round((1 - sparsity) * N) weights and writes it into
-the masks, so fine-tuning trains with the topology frozen.
+task loss settle on; the final mask is d > 0, except that a layer left with fewer open gates than its
+``method.min_keep`` floor keeps its best gates in place of the weakest open ones elsewhere (same count).
+``scheduled`` (default): the sparsity schedule moves rho_target from the starting density (init_keep) to
+1 - method.sparsity; no weight is hard-pruned on the way; at the end a global top-k on d (each layer
+keeping its floor) keeps exactly round((1 - sparsity) * N) weights and writes it into the masks, so
+fine-tuning trains with the topology frozen.
 """
 from __future__ import annotations
 
@@ -24,11 +26,10 @@ import math
 import torch
 from omegaconf import DictConfig
 
-from prunekit.errors import UserError
 from prunekit.pruning.methods import register
 from prunekit.pruning.methods.base import PruningMethod
 from prunekit.pruning.methods.gumbel_gates import GateSet
-from prunekit.pruning.selection import select_groups
+from prunekit.pruning.selection import select_groups, select_top
 
 TARGETS = ("scheduled", "emergent")
 _NOISE_STREAM = 7_919  # keeps the gate noise apart from other seeded streams of the run
@@ -55,16 +56,7 @@ class Gumbel(PruningMethod):
         from prunekit.config import choice
 
         super().validate(cfg)
-        choice(cfg.target, list(TARGETS), "method.target")
-        for key in ("tau", "tau_final"):
-            value = cfg[key]
-            if value is not None and not value > 0:
-                raise UserError(f"method.{key}={value} is not allowed; the Gumbel-Softmax temperature must be > 0")
-        if not 0 < cfg.init_keep < 1:
-            raise UserError(f"method.init_keep={cfg.init_keep} is not allowed; it must lie strictly between 0 and 1")
-        for key in ("gate_lr", "lam"):
-            if cfg[key] < 0:
-                raise UserError(f"method.{key}={cfg[key]} is not allowed; it must be >= 0")
+        choice(cfg.target, list(TARGETS), "method.target")  # ranges of tau, lam, ... are in the schema
 
     # -- the pruning stage ---------------------------------------------------------------------------
     def param_groups(self, lr: float) -> list[dict]:
@@ -99,9 +91,11 @@ class Gumbel(PruningMethod):
         scores = self.gates.deterministic()
         alive = self.masks.groups_alive("weight")
         if self.cfg.target == "emergent":
-            keep = {name: (scores[name] > 0) & alive[name] for name in scores}
+            # As many weights as have d > 0, which are those kept unless a layer falls below its floor.
+            n_open = sum(int(((scores[name] > 0) & alive[name]).sum()) for name in scores)
+            keep = select_top(scores, alive, n_open, self.cfg.min_keep)
         else:
-            keep = select_groups(scores, alive, self.cfg.sparsity, self.cfg.scope)
+            keep = select_groups(scores, alive, self.cfg.sparsity, self.cfg.scope, self.cfg.min_keep)
         self.masks.set_groups("weight", keep)
 
     # -- what the epoch log shows while the gates are still soft -----------------------------------
