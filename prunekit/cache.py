@@ -2,12 +2,16 @@
 
 The key hashes everything that determines the dense weights (dataset, model, dense training settings,
 seed, device type and library versions). A file lock makes concurrent runs of a sweep wait for the
-first one instead of training the same network twice; writes are atomic.
+first one instead of training the same network twice; writes are atomic. An entry that cannot be read,
+or that holds something else than a dense model of this configuration, is set aside (renamed, never
+deleted) with a warning, and the network is trained again: one damaged file must not fail every later
+run of its configuration.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +20,7 @@ import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
+from prunekit.errors import warn
 from prunekit.rundir import atomic_save
 
 
@@ -51,9 +56,25 @@ class DenseCache:
             yield
 
     def load(self, device: torch.device) -> dict | None:
+        """The cached entry ({"model": state_dict, "metrics": {...}}), or None when there is none or it is
+        unreadable (then it has been set aside)."""
         if not self.path.exists():
             return None
-        return torch.load(self.path, map_location=device, weights_only=True)
+        try:
+            entry = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - whatever the damage, the cure is to train again
+            self.set_aside(f"cannot be read ({type(err).__name__})")
+            return None
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), dict) for k in ("model", "metrics"))):
+            self.set_aside("does not hold a dense model and its metrics")
+            return None
+        return entry
+
+    def set_aside(self, why: str) -> None:
+        """Rename a bad entry out of the way (kept for inspection) and say so in one line."""
+        aside = self.path.with_name(f"{self.path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.path.replace(aside)
+        warn(f"dense cache entry {self.path} {why}; moved it to {aside.name} and training the dense model again")
 
     def store(self, entry: dict) -> None:
         atomic_save(entry, self.path)

@@ -6,13 +6,12 @@ shows the traceback instead.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from prunekit.errors import UserError
 
-USAGE = """usage: prunekit <command> [arguments]
+USAGE = """usage: prunekit <command> [arguments]   (prunekit --version prints the version)
 
 commands:
   train [OVERRIDES] [-m]   dense training -> pruning -> fine-tuning -> evaluation, configured by Hydra
@@ -28,45 +27,64 @@ Add debug=true (or set PRUNEKIT_DEBUG=1) to see the traceback behind an error.""
 def _train(args: list[str], debug: bool) -> int:
     from hydra._internal.utils import get_args_parser
 
-    from prunekit.preflight import preflight
+    from prunekit.preflight import Plan, preflight
 
     parsed = get_args_parser().parse_args(args)
+    plan = Plan(parsed.overrides, [], None)
     if not (parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion):
-        preflight(parsed.overrides, parsed.multirun)
+        plan = preflight(parsed.overrides, parsed.multirun, writes=not parsed.cfg)
     if debug:
         os.environ["HYDRA_FULL_ERROR"] = "1"
-    command = ["prunekit", "train", *args]
-    argv, sys.argv = sys.argv, ["prunekit", *args]
+    hydra_args = [a for a in args if a not in parsed.overrides] + plan.overrides
+    argv, sys.argv = sys.argv, ["prunekit", *hydra_args]
     try:
-        _hydra_train(command)
+        _hydra_train(["prunekit", "train", *args], plan)
     finally:
         sys.argv = argv
     return 0
 
 
-def _hydra_train(command: list[str]) -> None:
+def _hydra_train(command: list[str], plan) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
     from prunekit.config import config_dir, register_schemas
+    from prunekit.preflight import resume_command
 
     register_schemas()
+    # The directories as the pre-flight found them: only what this command created may be removed.
+    outputs = {str(job.path): job for job in plan.jobs}
 
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base=None)
     def task(cfg) -> None:
         from prunekit.pipeline import Run
 
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        fresh = not (run_dir / "checkpoints").exists()
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        output = outputs.get(str(run_dir))
+
+        def discard() -> None:
+            if output is not None and not cfg.resume:
+                output.discard()
+                if plan.sweep is not None and not any(p.is_dir() for p in plan.sweep.path.iterdir()):
+                    plan.sweep.discard()
+
         try:
             Run(cfg, str(run_dir), command).execute()
         except UserError as err:
             if cfg.debug:
                 raise
-            if fresh:  # nothing half-written: a run that failed on bad input leaves no directory
-                shutil.rmtree(run_dir, ignore_errors=True)
+            discard()  # nothing half-written: a run that failed on bad input leaves only what was there
             print(f"prunekit: error: {err}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                resume = resume_command(list(hydra_cfg.overrides.task), run_dir)
+                print(f"\nprunekit: interrupted; continue with: {resume}", file=sys.stderr)
+            else:
+                discard()
+                print("\nprunekit: interrupted before the first checkpoint; nothing was kept", file=sys.stderr)
+            sys.exit(130)
 
     task()
 
@@ -91,6 +109,11 @@ def _dispatch(argv: list[str], debug: bool) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if argv[0] in ("-V", "--version"):
+        from importlib.metadata import version
+
+        print(f"prunekit {version('prunekit')}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
         return _train(rest, debug)
@@ -112,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"prunekit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a run started (a run's own interruption is handled in its task)
+        if debug:
+            raise
+        print("\nprunekit: interrupted; nothing was started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,23 +2,59 @@
 
 Each YAML file of a group names its schema in its defaults list (``/schema/<group>/<name>@_here_``),
 so a misspelt key or a value of the wrong type fails when the config is composed, before any work.
-Value ranges that a type cannot express are checked by :func:`validate`.
+Value ranges are declared beside the fields (:func:`ranged`) and checked, with everything a type
+cannot express, by :mod:`prunekit.validation` before any work.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING
 
 from prunekit.errors import UserError
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option may take: ``low`` and ``high`` with open or closed ends."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+def ranged(default: Any, low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,
+           high_open: bool = False) -> Any:
+    """A dataclass field whose value (or, for a list, every element) must lie in the given range;
+    :func:`prunekit.validation.check_schema` enforces it before any run starts."""
+    spec = Range(low, high, low_open, high_open)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"range": spec})
+    return field(default=default, metadata={"range": spec})
+
+
+FRACTION = {"low": 0.0, "high": 1.0, "high_open": True}  # [0, 1)
+POSITIVE = {"low": 0.0, "low_open": True}  # > 0
+
+
 @dataclass
 class AugmentConfig:
-    crop_padding: int = 0  # random crop after zero-padding by this many pixels; 0 turns it off
+    crop_padding: int = ranged(0, 0)  # random crop after zero-padding by this many pixels; 0 turns it off
     hflip: bool = False  # random horizontal flip
 
 
@@ -27,24 +63,24 @@ class DataConfig:
     name: str = MISSING
     root: str = "${oc.env:PRUNEKIT_DATA,'~/.cache/prunekit/data'}"
     download: bool = False
-    val_fraction: float = 0.1  # carved from train, seeded; the test split is only used at the end
+    val_fraction: float = ranged(0.1, **FRACTION)  # carved from train, seeded; the test split is only used at the end
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
 class SyntheticDataConfig(DataConfig):
-    samples: int = 2000
-    features: int = 16
-    informative: int = 8
-    classes: int = 4
-    shape: list[int] = field(default_factory=list)  # e.g. [1, 4, 4] to present features as an image
+    samples: int = ranged(2000, 1)
+    features: int = ranged(16, 1)
+    informative: int = ranged(8, 1)
+    classes: int = ranged(4, 2)
+    shape: list[int] = ranged([], 1)  # e.g. [1, 4, 4] to present features as an image
 
 
 @dataclass
 class Caltech101DataConfig(DataConfig):
-    image_size: int = 64  # every image is resized once to image_size x image_size and cached
-    test_fraction: float = 0.2  # per-class share of the fixed test split
-    split_seed: int = 0  # the split is fixed by this seed, not by the run's seed
+    image_size: int = ranged(64, 1)  # every image is resized once to image_size x image_size and cached
+    test_fraction: float = ranged(0.2, 0.0, 1.0, low_open=True, high_open=True)  # per-class share of the test split
+    split_seed: int = ranged(0, 0)  # the split is fixed by this seed, not by the run's seed
 
 
 @dataclass
@@ -54,7 +90,8 @@ class ModelConfig:
 
 @dataclass
 class MLPConfig(ModelConfig):
-    hidden: list[int] = field(default_factory=lambda: [300, 100])
+    hidden: list[int] = ranged([300, 100], 1)
+    dropout: float = ranged(0.0, **FRACTION)  # dropout after every hidden ReLU; 0 adds no Dropout layer
 
 
 @dataclass
@@ -66,9 +103,12 @@ class ConvNetConfig(ModelConfig):
 @dataclass
 class MethodConfig:
     name: str = MISSING
-    sparsity: float = 0.9  # fraction of prunable groups removed (weights, or units for unit granularity)
+    sparsity: float = ranged(0.9, **FRACTION)  # fraction of prunable groups removed (weights, or units for unit granularity)
     granularity: str = "weight"  # weight | unit | input | block
     scope: str = "global"  # global: one threshold over all layers; layer: the same fraction per layer
+    # Layer-collapse guard: the fewest groups every prunable layer keeps. >= 1: a count (units, input
+    # features or weights); between 0 and 1: a fraction of the layer's groups; 0: no guard.
+    min_keep: float = ranged(1.0, 0)
 
 
 @dataclass
@@ -76,31 +116,31 @@ class GumbelConfig(MethodConfig):
     """method=gumbel (prunekit/pruning/methods/gumbel.py; the defaults are argued in configs/method/gumbel.yaml)."""
 
     target: str = "scheduled"  # scheduled: rho_target follows the schedule, exact top-k; emergent: rho_target = 0
-    lam: float = 1e-3  # density-term pull per gate: lam * N * |rho_target - density|, one value for any N
-    tau: float = 3.0  # Gumbel-Softmax temperature
-    tau_final: Optional[float] = None  # anneal tau geometrically to this along the schedule; null: fixed tau
-    gate_lr: float = 0.1  # learning rate of the keep-minus-drop logits (weights use the stage's lr)
-    init_keep: float = 0.95  # starting keep probability sigmoid(keep - drop); 0.95 is keep - drop ~ 3
+    lam: float = ranged(1e-3, 0)  # density-term pull per gate: lam * N * |rho_target - density|, one value for any N
+    tau: float = ranged(3.0, **POSITIVE)  # Gumbel-Softmax temperature
+    tau_final: Optional[float] = ranged(None, **POSITIVE)  # anneal tau geometrically to this; null: fixed tau
+    gate_lr: float = ranged(0.1, **POSITIVE)  # learning rate of the keep-minus-drop logits (weights use the stage's lr)
+    init_keep: float = ranged(0.95, 0.0, 1.0, low_open=True, high_open=True)  # starting keep probability sigmoid(keep - drop)
 
 
 @dataclass
 class ScheduleConfig:
     name: str = MISSING
-    initial_sparsity: float = 0.0
-    start: float = 0.0  # fraction of the pruning stage where sparsity starts to grow
-    end: float = 0.5  # fraction of the pruning stage where the target is reached
-    frequency: int = 10  # optimiser steps between mask updates
-    steps: int = 5  # number of equal steps (iterative only)
+    initial_sparsity: float = ranged(0.0, **FRACTION)
+    start: float = ranged(0.0, 0.0, 1.0)  # fraction of the pruning stage where sparsity starts to grow
+    end: float = ranged(0.5, 0.0, 1.0)  # fraction of the pruning stage where the target is reached
+    frequency: int = ranged(10, 1)  # optimiser steps between mask updates
+    steps: int = ranged(5, 1)  # number of equal steps (iterative only)
 
 
 @dataclass
 class OptimConfig:
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = ranged(10, 0)
+    batch_size: int = ranged(128, 1)
     optimizer: str = "sgd"  # sgd | adam
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = ranged(0.05, **POSITIVE)
+    momentum: float = ranged(0.9, **FRACTION)
+    weight_decay: float = ranged(5e-4, 0)
     lr_schedule: str = "cosine"  # cosine | constant
 
 
@@ -113,13 +153,13 @@ class TrainConfig:
     train: OptimConfig = field(default_factory=OptimConfig)
     prune: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=5, lr=0.01))
     finetune: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=3, lr=0.01))
-    seed: int = 0
+    seed: int = ranged(0, 0)
     device: str = "auto"  # auto | cpu | cuda
     resume: bool = False
     debug: bool = False
-    eval_batch_size: int = 1024
+    eval_batch_size: int = ranged(1024, 1)
     cache_dir: str = "${oc.env:PRUNEKIT_CACHE,'~/.cache/prunekit/dense'}"
-    paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, for reports
+    paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 
 
 def register_schemas() -> None:
@@ -143,47 +183,6 @@ def choice(value: Any, allowed: list[str], key: str) -> None:
     """Raise a one-line UserError when ``value`` is not one of ``allowed``."""
     if value not in allowed:
         raise UserError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
-
-
-def in_range(value: float, low: float, high: float, key: str, high_open: bool = True) -> None:
-    """Raise a one-line UserError when ``value`` lies outside [low, high) (or [low, high])."""
-    ok = low <= value < high if high_open else low <= value <= high
-    if not ok:
-        bracket = ")" if high_open else "]"
-        raise UserError(f"{key}={value} is outside the allowed range [{low}, {high}{bracket}")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check the values that a type cannot check; method-specific checks live with the method."""
-    from prunekit.pruning.methods import get_method_class
-
-    in_range(cfg.method.sparsity, 0.0, 1.0, "method.sparsity")
-    in_range(cfg.schedule.initial_sparsity, 0.0, 1.0, "schedule.initial_sparsity")
-    if cfg.schedule.initial_sparsity > cfg.method.sparsity:
-        raise UserError(
-            f"schedule.initial_sparsity={cfg.schedule.initial_sparsity} exceeds "
-            f"method.sparsity={cfg.method.sparsity}; it must be at most the target"
-        )
-    in_range(cfg.schedule.start, 0.0, 1.0, "schedule.start", high_open=False)
-    in_range(cfg.schedule.end, cfg.schedule.start, 1.0, "schedule.end", high_open=False)
-    if cfg.schedule.frequency < 1:
-        raise UserError(f"schedule.frequency={cfg.schedule.frequency} must be a positive number of steps")
-    if cfg.schedule.steps < 1:
-        raise UserError(f"schedule.steps={cfg.schedule.steps} must be at least 1")
-    in_range(cfg.data.val_fraction, 0.0, 1.0, "data.val_fraction")
-    choice(cfg.device, ["auto", "cpu", "cuda"], "device")
-    choice(cfg.method.granularity, ["weight", "unit", "input", "block"], "method.granularity")
-    choice(cfg.method.scope, ["global", "layer"], "method.scope")
-    for stage in ("train", "prune", "finetune"):
-        opt = cfg[stage]
-        choice(opt.optimizer, ["sgd", "adam"], f"{stage}.optimizer")
-        choice(opt.lr_schedule, ["cosine", "constant"], f"{stage}.lr_schedule")
-        if opt.epochs < 0 or opt.batch_size < 1 or opt.lr < 0:
-            raise UserError(
-                f"{stage}: epochs={opt.epochs}, batch_size={opt.batch_size}, lr={opt.lr}; "
-                "epochs and lr must be >= 0 and batch_size >= 1"
-            )
-    get_method_class(cfg.method.name).validate(cfg.method)
 
 
 def config_dir() -> Path:

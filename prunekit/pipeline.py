@@ -6,29 +6,30 @@ same result as a run that was never interrupted.
 """
 from __future__ import annotations
 
-import random
+import math
 import time
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from prunekit import metrics
+from prunekit import metrics, rng
 from prunekit.cache import DenseCache, dense_key
 from prunekit.console import RunConsole
 from prunekit.data import load_dataset
+from prunekit.data.source import reason
 from prunekit.engine import build_optimizer, evaluate, train_epoch
-from prunekit.errors import UserError
+from prunekit.errors import UserError, warn
 from prunekit.explain import explain_mlp
 from prunekit.explain.command import is_mlp
 from prunekit.models import build_model
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class
 from prunekit.pruning.schedules import ScheduledPruning
-from prunekit.rundir import RunDir, atomic_save
+from prunekit.rundir import SUMMARY, RunDir, atomic_save
 
 STAGES = ("dense", "prune", "finetune")
 _IGNORED_ON_RESUME = ("resume", "debug")  # keys that may differ between a run and its resumption
+_LAST_KEYS = ("stage", "epoch", "model", "optimizer", "method", "config", "log_length", "seconds", "dense_metrics", "rng")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,6 +46,11 @@ def epoch_generator(seed: int, stage: str, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + STAGES.index(stage) * 10_007 + epoch)
 
 
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed of the global generators (dropout and the like) at the start of ``stage``."""
+    return seed * 1_000_003 + STAGES.index(stage) * 10_007 + 5_003
+
+
 def comparable(cfg: DictConfig) -> dict:
     """The config as a plain dict without the keys a resumption may change."""
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -56,11 +62,24 @@ def comparable(cfg: DictConfig) -> dict:
 def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
     """The last checkpoint of the run being resumed, after checking it was made with this config."""
     path = run_dir.checkpoint("last")
+    if (run_dir.root / SUMMARY).exists():
+        raise UserError(
+            f"resume=true but the run in {run_dir.root} is finished (it has {SUMMARY}); nothing to resume, "
+            "and a finished run is never overwritten: choose another directory for a new run"
+        )
     if not path.exists():
         raise UserError(
             f"resume=true but there is no checkpoint at {path}; point hydra.run.dir at the run to resume"
         )
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign: all mean "not a checkpoint"
+        raise UserError(
+            f"{path} cannot be read as a prunekit checkpoint ({reason(err)}); "
+            "it is damaged, so this run cannot be resumed: start it again in another directory"
+        ) from err
+    if not (isinstance(state, dict) and all(key in state for key in _LAST_KEYS)):
+        raise UserError(f"{path} is not a prunekit last.pt checkpoint (keys missing); it cannot be resumed")
     saved, current = state["config"], comparable(cfg)
     if saved != current:
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -69,6 +88,18 @@ def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
             "resume with the same overrides"
         )
     return state
+
+
+def _stop_if_diverged(record: dict, opt_cfg: DictConfig) -> None:
+    """Stop a stage whose loss is no longer a finite number: nothing after it can be trusted."""
+    for key in ("train_loss", "val_loss"):
+        value = record.get(key)
+        if value is not None and not math.isfinite(value):
+            stage = record["stage"]
+            raise UserError(
+                f"the {stage} stage diverged in epoch {record['epoch']}: {key} is {value}; "
+                f"lower the learning rate ({stage}.lr={opt_cfg.lr}) and run again"
+            )
 
 
 class Run:
@@ -96,6 +127,7 @@ class Run:
                 "log_length": self.dir.log_length(),
                 "seconds": self.seconds,
                 "dense_metrics": self.dense_metrics,
+                "rng": rng.capture(),
             },
             self.dir.checkpoint("last"),
         )
@@ -107,6 +139,10 @@ class Run:
         steps_per_epoch = self.data.num_batches("train", opt_cfg.batch_size)
         total = opt_cfg.epochs * steps_per_epoch
         start_epoch = resume["epoch"] if resume else 0
+        if resume:
+            rng.restore(resume["rng"])
+        else:
+            rng.seed_all(stage_seed(self.cfg.seed, stage))
         optimizer = build_optimizer([{"params": list(self.model.parameters())}, *extra_groups], opt_cfg)
         if resume and resume["optimizer"] is not None:
             optimizer.load_state_dict(resume["optimizer"])
@@ -117,24 +153,26 @@ class Run:
                 pruner.start()
             hooks = [*hooks, pruner]
         hooks = [*hooks, self.masks]  # masks last: they re-zero whatever the other hooks touched
-        for epoch in range(start_epoch, opt_cfg.epochs):
-            began = time.perf_counter()
-            with self.console.epoch(stage, epoch + 1, opt_cfg.epochs, steps_per_epoch) as on_batch:
-                stats, step = train_epoch(
-                    self.model, self.data, optimizer, opt_cfg, hooks,
-                    epoch_generator(self.cfg.seed, stage, epoch), step, total, on_batch,
-                )
-            val = evaluate(self.model, self.data, "val", self.cfg.eval_batch_size)
-            seconds = time.perf_counter() - began
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-            record = {"stage": stage, "epoch": epoch + 1, "epochs": opt_cfg.epochs, **stats,
-                      **{f"val_{k}": v for k, v in val.items()}, "density": self.masks.density(),
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
-            if stage == "prune":  # a method whose masks are written only at the end reports its own density
-                record.update(self.method.epoch_stats())
-            self.dir.log(record)
-            self.console.epoch_line(record)
-            self._save_last(stage, epoch + 1, optimizer)
+        with self.console.stage(stage, opt_cfg.epochs, start_epoch):
+            for epoch in range(start_epoch, opt_cfg.epochs):
+                began = time.perf_counter()
+                with self.console.epoch(stage, epoch + 1, opt_cfg.epochs, steps_per_epoch) as on_batch:
+                    stats, step = train_epoch(
+                        self.model, self.data, optimizer, opt_cfg, hooks,
+                        epoch_generator(self.cfg.seed, stage, epoch), step, total, on_batch,
+                    )
+                val = evaluate(self.model, self.data, "val", self.cfg.eval_batch_size)
+                seconds = time.perf_counter() - began
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+                record = {"stage": stage, "epoch": epoch + 1, "epochs": opt_cfg.epochs, **stats,
+                          **{f"val_{k}": v for k, v in val.items()}, "density": self.masks.density(),
+                          "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+                if stage == "prune":  # a method whose masks are written only at the end reports its own density
+                    record.update(self.method.epoch_stats())
+                _stop_if_diverged(record, opt_cfg)
+                self.dir.log(record)
+                self.console.epoch_line(record)
+                self._save_last(stage, epoch + 1, optimizer)
 
     # -- the stages --------------------------------------------------------------------------------
     def _dense(self, resume: dict | None) -> None:
@@ -143,11 +181,15 @@ class Run:
         began, before = time.perf_counter(), self.seconds.get("dense", 0.0)
         with cache.locked():
             entry = cache.load(self.device)
+            if entry is not None:
+                try:
+                    self.model.load_state_dict(entry["model"])
+                    self.dense_metrics = {split: entry["metrics"][split] for split in ("val", "test")}
+                except (RuntimeError, KeyError) as err:
+                    cache.set_aside(f"does not fit this model ({reason(err)})")
+                    entry = None
             hit = entry is not None
-            if hit:
-                self.model.load_state_dict(entry["model"])
-                self.dense_metrics = entry["metrics"]
-            else:
+            if not hit:
                 self._train("dense", self.cfg.train, [], [], resume)
                 self.dense_metrics = {
                     split: evaluate(self.model, self.data, split, self.cfg.eval_batch_size) for split in ("val", "test")
@@ -178,9 +220,7 @@ class Run:
         """Run every stage not yet done and write the results; returns summary.json's content."""
         cfg = self.cfg
         resume = load_resume_state(cfg, self.dir) if cfg.resume else None
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        rng.seed_all(cfg.seed)
         self.data = load_dataset(cfg.data, self.device)
         self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes).to(self.device)
         self.masks = MaskSet(self.model)
@@ -191,12 +231,11 @@ class Run:
             self.dir.truncate_log(resume["log_length"])
             self.seconds, self.dense_metrics = dict(resume["seconds"]), resume["dense_metrics"]
             if resume["stage"] != "dense":
-                self.model.load_state_dict(resume["model"])
-                self.masks.refresh()
+                self._load_resumed_model(resume)
         with self.console.running():
             if done <= 0:
                 if resume and resume["stage"] == "dense":
-                    self.model.load_state_dict(resume["model"])
+                    self._load_resumed_model(resume)
                 self._dense(resume if done == 0 else None)
             self.method = get_method_class(cfg.method.name)(cfg.method, self.model, self.masks, self.data, cfg.seed)
             if resume and resume["method"] is not None and done >= 1:
@@ -205,6 +244,16 @@ class Run:
                 self._prune(resume if done == 1 else None)
             self._train("finetune", cfg.finetune, [], [], resume if done == 2 else None)
             return self._finish()
+
+    def _load_resumed_model(self, resume: dict) -> None:
+        try:
+            self.model.load_state_dict(resume["model"])
+        except RuntimeError as err:
+            raise UserError(
+                f"{self.dir.checkpoint('last')} holds weights of another model ({reason(err)}); "
+                "it cannot be resumed with this config"
+            ) from err
+        self.masks.refresh()
 
     def _finish(self) -> dict:
         """Evaluate on the test split and write the checkpoints, layer table and summary."""
@@ -217,6 +266,11 @@ class Run:
             self.dir.checkpoint("pruned"),
         )
         self.dir.write_layers(layers)
+        if counts["collapsed_layers"] or counts["classes_without_path"]:
+            warn(
+                f"the pruned network is cut: layers without an alive weight: {counts['collapsed_layers'] or 'none'}; "
+                f"classes no input reaches: {counts['classes_without_path'] or 'none'} (raise method.min_keep)"
+            )
         if is_mlp(self.model):  # figures of the surviving network, whichever method pruned it
             counts.update(explain_mlp(self.model, self.data.input_shape, self.dir.figures))
         self.seconds["evaluate"] = time.perf_counter() - began

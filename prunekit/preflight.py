@@ -1,6 +1,15 @@
 """Checks made before Hydra starts a run: every job of a sweep is composed and validated first, so a
-typo in the fifth value of a sweep fails at once, with one line, and leaves nothing behind."""
+typo in the fifth value of a sweep fails at once, with one line, and leaves nothing behind.
+
+The pre-flight also decides where every job writes. It resolves the run (or sweep) directory once, so
+that a time-stamped path cannot move between this check and Hydra's own resolution, and hands back an
+override that pins it, together with the state each output directory was in (prunekit/ownership.py).
+"""
 from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -9,8 +18,19 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from prunekit.config import config_dir, register_schemas, validate
+from prunekit.config import config_dir, register_schemas
 from prunekit.errors import UserError
+from prunekit.ownership import SWEEP_OUTPUTS, OutputDir, require_directory_path
+from prunekit.validation import validate
+
+
+@dataclass
+class Plan:
+    """What a checked command will do: the overrides to hand Hydra and the directories it writes."""
+
+    overrides: list[str]
+    jobs: list[OutputDir]  # one per job, in launch order
+    sweep: OutputDir | None  # the sweep's own directory (multirun only)
 
 
 def _available_keys(failing: str, group_choices: list[str]) -> str:
@@ -27,9 +47,13 @@ def _one_line(err: Exception, overrides: list[str]) -> str:
     """Hydra's multi-line composition errors, folded into one line that names what is allowed."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if any(line.startswith("Available options") for line in lines):
-        start = next(i for i, line in enumerate(lines) if line.startswith("Available options"))
-        return f"{lines[0]}; choose one of: {', '.join(lines[start + 1:])}"
+        start = next(i for i, line in enumerate(lines) if line.startswith("Available options")) + 1
+        end = next((i for i, line in enumerate(lines) if line.startswith("Config search path")), len(lines))
+        return f"{lines[0]}; choose one of: {', '.join(lines[start:end])}"
     message = lines[0] if lines else type(err).__name__
+    if message.startswith("Ambiguous value for argument"):
+        bad = message.split("'", 1)[1].rstrip("'")
+        return f"{bad} gives several values; add -m to sweep over them (prunekit train -m {bad})"
     cause = err.__cause__
     if cause is not None:
         message += " " + str(cause).splitlines()[0]
@@ -41,34 +65,86 @@ def _one_line(err: Exception, overrides: list[str]) -> str:
     return message
 
 
+def parse_each(overrides: list[str]) -> None:
+    """Parse the overrides one by one, so that a syntax error names the override it is in."""
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except HydraException as err:
+            reason = str(err).splitlines()[0]
+            raise UserError(f"cannot read the override {override!r}: {reason}") from err
+
+
 def jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override list of every job the command would launch."""
+    parse_each(overrides)
     if not multirun:
         return [overrides]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        raise UserError(str(err).splitlines()[0]) from err
+    parsed = OverridesParser.create().parse_overrides(overrides)
     return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
 
 
-def preflight(overrides: list[str], multirun: bool) -> None:
-    """Compose and validate every job; raise UserError on the first bad one."""
+def _compose(job: list[str]) -> DictConfig:
+    try:
+        return compose("train", overrides=job, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(_one_line(err, job)) from err
+
+
+def _output_dir(cfg: DictConfig, number: int | None, sweep_dir: str | None) -> tuple[Path, str]:
+    """A job's directory and the option that names it, resolved as Hydra's launcher will resolve it."""
+    if number is None:
+        return Path(cfg.hydra.run.dir), "hydra.run.dir"
+    with read_write(cfg), open_dict(cfg):
+        cfg.hydra.job.num = cfg.hydra.job.id = number
+    return Path(sweep_dir) / str(cfg.hydra.sweep.subdir), "hydra.sweep.dir/subdir"
+
+
+def _pin(key: str, value: str) -> str:
+    """An override that sets ``key`` to the literal ``value`` (quoted for Hydra's grammar)."""
+    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan:
+    """Compose and validate every job and inspect its output directory (unless the command ``writes``
+    nothing, e.g. ``--cfg job``); raise UserError on the first bad one. Nothing is written."""
     from prunekit.data import check_available
     from prunekit.pipeline import load_resume_state
     from prunekit.rundir import RunDir
 
     register_schemas()
+    outputs, sweep, pins = [], None, []
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="train"):
-        for job in jobs(overrides, multirun):
-            try:
-                cfg = compose("train", overrides=job, return_hydra_config=True)
-            except (HydraException, OmegaConfBaseException) as err:
-                raise UserError(_one_line(err, job)) from err
-            run_dir = cfg.hydra.run.dir
+        job_list = jobs(overrides, multirun)
+        for number, job in enumerate(job_list):
+            cfg = _compose([*job, *pins])
+            if multirun and sweep is None:
+                sweep_dir = str(cfg.hydra.sweep.dir)
+                pins = [_pin("hydra.sweep.dir", sweep_dir)]
+                sweep = OutputDir.inspect(Path(sweep_dir), "hydra.sweep.dir", SWEEP_OUTPUTS)
+                if writes and not cfg.resume:
+                    sweep.refuse_reuse("hydra.sweep.dir")
+            elif not multirun:
+                pins = [_pin("hydra.run.dir", str(cfg.hydra.run.dir))]
+            path, key = _output_dir(cfg, number if multirun else None, sweep.path if sweep else None)
+            output = OutputDir.inspect(path, key)
             with read_write(cfg), open_dict(cfg):
                 del cfg["hydra"]
             validate(cfg)
             check_available(cfg.data)
-            if cfg.resume and not multirun:
-                load_resume_state(cfg, RunDir(run_dir))
+            require_directory_path(Path(cfg.cache_dir).expanduser(), "cache_dir")
+            if not writes:
+                continue
+            if cfg.resume:
+                load_resume_state(cfg, RunDir(output.path))
+            else:
+                output.refuse_reuse(key)
+            outputs.append(output)
+    return Plan([*overrides, *pins], outputs, sweep)
+
+
+def resume_command(task_overrides: list[str], run_dir: Path) -> str:
+    """The shell command that continues the run in ``run_dir`` started with ``task_overrides``."""
+    kept = [o for o in task_overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")]
+    return shlex.join(["prunekit", "train", *kept, "resume=true", f"hydra.run.dir={run_dir}"])

@@ -1,4 +1,5 @@
 """Shared helpers: run the real CLI in-process, in a scratch directory, with a scratch dense cache."""
+import gzip
 import json
 from pathlib import Path
 
@@ -37,3 +38,30 @@ def read_summary(run_dir: Path) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def corrupt_idx(root: Path) -> Path:
+    """A folder of the four Fashion-MNIST file names whose contents are not IDX data."""
+    root.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        with gzip.open(root / name, "wb") as handle:
+            handle.write(b"\x00\x00\x08\x03not an idx file")
+    return root
+
+
+def interrupt_after(monkeypatch, checkpoints: int):
+    """Make the next run raise KeyboardInterrupt (Ctrl-C) once it has written ``checkpoints`` last.pt files;
+    returns the function that stops the interruption."""
+    from prunekit import pipeline
+
+    original, calls = pipeline.Run._save_last, []
+
+    def save_then_stop(self, *a, **k):
+        if len(calls) == checkpoints:
+            raise KeyboardInterrupt
+        original(self, *a, **k)
+        calls.append(1)
+
+    monkeypatch.setattr(pipeline.Run, "_save_last", save_then_stop)
+    return lambda: monkeypatch.setattr(pipeline.Run, "_save_last", original)

@@ -1,12 +1,12 @@
 """End to end through the `prunekit` command: accuracy, sparsity, run directory, cache, resume, errors."""
-import gzip
 import os
-import subprocess
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from conftest import FASHION_MNIST, read_metrics, read_summary
+from conftest import FASHION_MNIST, corrupt_idx, interrupt_after, read_metrics, read_summary
 
 
 def test_default_train_on_digits_prunes_to_90_percent(cli, tmp_path):
@@ -59,21 +59,15 @@ def test_resume_ends_with_the_same_result(cli, tmp_path, monkeypatch):
     args = ("train", "train.epochs=3", "prune.epochs=3", "finetune.epochs=2", "method=random")
     assert cli(*args, "hydra.run.dir=whole", f"cache_dir={tmp_path}/c1")[0] == 0
     # Interrupt a second run after its 5th epoch checkpoint (in the middle of pruning).
-    from prunekit import pipeline
-
-    original, calls = pipeline.Run._save_last, []
-
-    def save_then_stop(self, *a, **k):
-        original(self, *a, **k)
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline.Run, "_save_last", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2")
-    monkeypatch.setattr(pipeline.Run, "_save_last", original)
+    restore = interrupt_after(monkeypatch, 5)
+    assert cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2")[0] == 130
+    restore()
     assert not (tmp_path / "broken" / "summary.json").exists()
+    # resuming with another config is refused and leaves the run as it was
+    last = (tmp_path / "broken" / "checkpoints" / "last.pt").read_bytes()
+    code, _, err = cli(*args, "hydra.run.dir=broken", "finetune.epochs=5", "resume=true")
+    assert code == 2 and "finetune" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "broken" / "checkpoints" / "last.pt").read_bytes() == last
     code, _, err = cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2", "resume=true")
     assert code == 0, err
     whole, resumed = read_summary(tmp_path / "whole"), read_summary(tmp_path / "broken")
@@ -81,10 +75,6 @@ def test_resume_ends_with_the_same_result(cli, tmp_path, monkeypatch):
         assert whole[key] == resumed[key], key
     epochs = [(r["stage"], r["epoch"]) for r in read_metrics(tmp_path / "broken") if "stage" in r]
     assert len(epochs) == len(set(epochs)) == 8  # no epoch logged twice
-    # resuming with another config is refused and leaves the run as it was
-    code, _, err = cli(*args, "hydra.run.dir=broken", "finetune.epochs=5", "resume=true")
-    assert code == 2 and "finetune" in err and len(err.strip().splitlines()) == 1
-    assert read_summary(tmp_path / "broken") == resumed
 
 
 def test_fashion_mnist_mlp_at_95_percent_sparsity(cli, tmp_path):
@@ -96,15 +86,6 @@ def test_fashion_mnist_mlp_at_95_percent_sparsity(cli, tmp_path):
     summary = read_summary(tmp_path / "fm")
     assert abs(summary["density"] - 0.05) <= 0.005
     assert summary["accuracy"] >= 0.83
-
-
-def _corrupt_idx(root):
-    root.mkdir()
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz"):
-        with gzip.open(root / name, "wb") as handle:
-            handle.write(b"\x00\x00\x08\x03not an idx file")
-    return root
 
 
 @pytest.mark.parametrize("args, named", [
@@ -130,7 +111,7 @@ def test_user_errors_exit_2_with_one_line(cli, tmp_path, args, named):
 
 
 def test_corrupt_dataset_file_exits_2_and_leaves_nothing(cli, tmp_path):
-    root = _corrupt_idx(tmp_path / "fm")
+    root = corrupt_idx(tmp_path / "fm")
     code, _, err = cli("train", "dataset=fashion_mnist", f"data.root={root}", "hydra.run.dir=bad")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "idx" in err.lower()
     assert not (tmp_path / "bad").exists()
@@ -176,7 +157,7 @@ def test_concurrent_runs_share_one_dense_training(tmp_path):
     """Two processes started together: the file lock makes one train and the other reuse its result."""
     # One thread each: two processes with two threads on two cores would mostly wait for each other.
     env = {**os.environ, "PRUNEKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    args = ["prunekit", "train", "train.epochs=20", "prune.epochs=1", "finetune.epochs=0"]
+    args = [sys.executable, "-m", "prunekit", "train", "train.epochs=20", "prune.epochs=1", "finetune.epochs=0"]
     procs = [subprocess.Popen([*args, f"hydra.run.dir={tmp_path}/r{i}"], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
     assert [p.wait(timeout=240) for p in procs] == [0, 0], [p.stderr.read() for p in procs]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import read_metrics, read_summary
+from conftest import interrupt_after, read_metrics, read_summary
 from prunekit.cli import main
 from prunekit.config import GumbelConfig
 from prunekit.data import load_dataset
@@ -252,20 +252,9 @@ def test_resume_in_the_middle_of_pruning_gives_the_same_result(cli, tmp_path, mo
     args = ("train", "method=gumbel", "method.sparsity=0.95", "train.epochs=0", "prune.epochs=4",
             "finetune.epochs=1")
     assert cli(*args, "hydra.run.dir=whole", f"cache_dir={tmp_path}/c1")[0] == 0
-    from prunekit import pipeline
-
-    original, calls = pipeline.Run._save_last, []
-
-    def save_then_stop(self, *a, **k):
-        original(self, *a, **k)
-        calls.append(1)
-        if len(calls) == 2:  # after the 2nd of 4 pruning epochs
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline.Run, "_save_last", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2")
-    monkeypatch.setattr(pipeline.Run, "_save_last", original)
+    restore = interrupt_after(monkeypatch, 2)  # after the 2nd of 4 pruning epochs
+    assert cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2")[0] == 130
+    restore()
     code, _, err = cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2", "resume=true")
     assert code == 0, err
     whole, resumed = read_summary(tmp_path / "whole"), read_summary(tmp_path / "broken")

@@ -1,0 +1,77 @@
+"""Every check a composed config must pass before a run starts, so a bad value fails at once, with one
+line that names it, and nothing is written.
+
+Three checks come from the schemas themselves (prunekit/config.py): no key outside a schema (a ``+``
+override can add one, Hydra does not object), every float finite, every numeric value inside the range
+declared beside its field. The rest are relations between options that no single field can express.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from prunekit.config import choice
+from prunekit.errors import UserError
+
+FREE_FORM = ("paper",)  # an experiment's published table: any keys, read only by reports
+
+
+def _schema_fields(node: DictConfig) -> dict[str, dataclasses.Field] | None:
+    """The fields of the dataclass a config node was built from, or None for a plain dict node."""
+    kind = node._metadata.object_type
+    return {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
+
+
+def _check_value(key: str, value: Any, spec) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{key}={value} is not a finite number; give a finite value")
+    if spec is not None and not spec.contains(value):
+        raise UserError(f"{key}={value} is outside the allowed range {spec}")
+
+
+def check_schema(node: DictConfig, prefix: str = "") -> None:
+    """Walk ``node``: reject keys its schema does not declare, non-finite floats and out-of-range values."""
+    fields = _schema_fields(node)
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if path in FREE_FORM:
+            continue
+        if fields is not None and key not in fields:
+            raise UserError(
+                f"{path} is not an option (was it added with +?); options there: {', '.join(fields)}"
+            )
+        spec = fields[key].metadata.get("range") if fields is not None else None
+        value = node._get_node(key)
+        if isinstance(value, DictConfig):
+            check_schema(value, f"{path}.")
+        elif isinstance(value, ListConfig):
+            for index, item in enumerate(value):
+                _check_value(f"{path}[{index}]", item, spec)
+        else:
+            _check_value(path, node[key], spec)
+
+
+def validate(cfg: DictConfig) -> None:
+    """All checks of a composed config (without its ``hydra`` node); method-specific ones live with the method."""
+    from prunekit.pruning.methods import get_method_class
+
+    check_schema(cfg)
+    if cfg.schedule.initial_sparsity > cfg.method.sparsity:
+        raise UserError(
+            f"schedule.initial_sparsity={cfg.schedule.initial_sparsity} exceeds "
+            f"method.sparsity={cfg.method.sparsity}; it must be at most the target"
+        )
+    if cfg.schedule.end < cfg.schedule.start:
+        raise UserError(f"schedule.end={cfg.schedule.end} comes before schedule.start={cfg.schedule.start}")
+    choice(cfg.device, ["auto", "cpu", "cuda"], "device")
+    choice(cfg.method.granularity, ["weight", "unit", "input", "block"], "method.granularity")
+    choice(cfg.method.scope, ["global", "layer"], "method.scope")
+    for stage in ("train", "prune", "finetune"):
+        choice(cfg[stage].optimizer, ["sgd", "adam"], f"{stage}.optimizer")
+        choice(cfg[stage].lr_schedule, ["cosine", "constant"], f"{stage}.lr_schedule")
+    get_method_class(cfg.method.name).validate(cfg.method)
