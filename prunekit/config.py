@@ -141,7 +141,7 @@ class OptimConfig:
     lr: float = ranged(0.05, **POSITIVE)
     momentum: float = ranged(0.9, **FRACTION)
     weight_decay: float = ranged(5e-4, 0)
-    lr_schedule: str = "cosine"  # cosine | constant
+    lr_schedule: str = "cosine"  # cosine | constant | cycle (prune only: cosine restarted at every pruning step)
 
 
 @dataclass
@@ -158,6 +158,8 @@ class TrainConfig:
     resume: bool = False
     debug: bool = False
     eval_batch_size: int = ranged(1024, 1)
+    compact: bool = True  # make the pruned network physically smaller before fine-tuning (compact.pt)
+    latency: bool = True  # time the dense, masked and compact networks at the end (median after warm-up)
     cache_dir: str = "${oc.env:PRUNEKIT_CACHE,'~/.cache/prunekit/dense'}"
     paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 

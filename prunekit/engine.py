@@ -43,11 +43,19 @@ def build_optimizer(param_groups: list[dict], cfg: DictConfig) -> torch.optim.Op
     return optimizer
 
 
-def lr_factor(cfg: DictConfig, progress: float) -> float:
-    """Learning-rate multiplier at ``progress`` in [0, 1] of a stage."""
-    if cfg.lr_schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+def lr_factor(cfg: DictConfig, progress: float, restarts: tuple[float, ...] = ()) -> float:
+    """Learning-rate multiplier at ``progress`` in [0, 1] of a stage.
+
+    ``cosine`` decays once over the stage; ``cycle`` decays over each stretch between ``restarts`` (the
+    progress points where a pruning step happens) and starts over at each of them; ``constant`` is 1.
+    """
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    start, end = 0.0, 1.0
+    if cfg.lr_schedule == "cycle":
+        start = max((r for r in restarts if r <= progress), default=0.0)
+        end = min((r for r in restarts if r > progress), default=1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * (progress - start) / (end - start)))
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -80,10 +88,12 @@ def train_epoch(
     step: int,
     total_steps: int,
     on_batch: BatchCallback | None = None,
+    restarts: tuple[float, ...] = (),
 ) -> tuple[dict[str, float], int]:
     """One pass over the training split; returns (mean loss and accuracy, the step count after it).
 
-    The learning rate of each parameter group follows ``cfg.lr_schedule`` from its ``initial_lr``.
+    The learning rate of each parameter group follows ``cfg.lr_schedule`` from its ``initial_lr``
+    (``restarts``: see :func:`lr_factor`).
     Running sums stay on the device so the loop never waits for the accelerator; ``on_batch`` (see
     :data:`BatchCallback`) gets them after every batch, e.g. for a progress bar.
     """
@@ -94,7 +104,7 @@ def train_epoch(
     seen = 0
     batches = data.batches("train", cfg.batch_size, shuffle=True, augment=True, generator=generator)
     for index, (x, y) in enumerate(batches, 1):
-        factor = lr_factor(cfg, step / max(total_steps, 1))
+        factor = lr_factor(cfg, step / max(total_steps, 1), restarts)
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         step += 1

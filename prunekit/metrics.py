@@ -48,6 +48,11 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, PRUNABLE)]
 
 
+def is_mlp(model: nn.Module) -> bool:
+    """True when every prunable layer is Linear: a chain of dense matrices on flattened inputs."""
+    return all(isinstance(layer, nn.Linear) for _, layer in prunable_layers(model))
+
+
 def _sample(model: nn.Module, input_shape: tuple[int, ...], value: float, dtype: torch.dtype) -> torch.Tensor:
     device = next(model.parameters()).device
     return torch.full((1, *input_shape), value, dtype=dtype, device=device)

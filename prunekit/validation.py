@@ -15,8 +15,10 @@ from omegaconf import DictConfig, ListConfig
 
 from prunekit.config import choice
 from prunekit.errors import UserError
+from prunekit.pruning.methods import get_method_class
 
-FREE_FORM = ("paper",)  # an experiment's published table: any keys, read only by reports
+FREE_FORM = ("paper",)
+STEPPED_SCHEDULES = ("iterative", "one_shot")  # schedules whose pruning steps a learning-rate cycle can follow  # an experiment's published table: any keys, read only by reports
 
 
 def _schema_fields(node: DictConfig) -> dict[str, dataclasses.Field] | None:
@@ -58,8 +60,6 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
 
 def validate(cfg: DictConfig) -> None:
     """All checks of a composed config (without its ``hydra`` node); method-specific ones live with the method."""
-    from prunekit.pruning.methods import get_method_class
-
     check_schema(cfg)
     if cfg.schedule.initial_sparsity > cfg.method.sparsity:
         raise UserError(
@@ -73,5 +73,11 @@ def validate(cfg: DictConfig) -> None:
     choice(cfg.method.scope, ["global", "layer"], "method.scope")
     for stage in ("train", "prune", "finetune"):
         choice(cfg[stage].optimizer, ["sgd", "adam"], f"{stage}.optimizer")
-        choice(cfg[stage].lr_schedule, ["cosine", "constant"], f"{stage}.lr_schedule")
+        allowed = ["cosine", "constant", "cycle"] if stage == "prune" else ["cosine", "constant"]
+        choice(cfg[stage].lr_schedule, allowed, f"{stage}.lr_schedule")
+    if cfg.prune.lr_schedule == "cycle" and cfg.schedule.name not in STEPPED_SCHEDULES:
+        raise UserError(
+            f"prune.lr_schedule=cycle starts the learning rate over at each pruning step, but schedule="
+            f"{cfg.schedule.name} prunes a little at every update; use schedule=iterative (or one_shot)"
+        )
     get_method_class(cfg.method.name).validate(cfg.method)

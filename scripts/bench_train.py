@@ -59,7 +59,8 @@ from prunekit.data.mnist import IdxSet
 from prunekit.engine import TrainHook, build_optimizer, evaluate, train_epoch, train_step
 from prunekit.errors import UserError
 from prunekit.models import build_model
-from prunekit.pipeline import epoch_generator, resolve_device
+from prunekit.pipeline import resolve_device
+from prunekit.stages.training import epoch_generator
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class
 

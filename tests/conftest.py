@@ -55,7 +55,7 @@ def interrupt_after(monkeypatch, checkpoints: int):
     returns the function that stops the interruption."""
     from prunekit import pipeline
 
-    original, calls = pipeline.Run._save_last, []
+    original, calls = pipeline.Run.save_last, []
 
     def save_then_stop(self, *a, **k):
         if len(calls) == checkpoints:
@@ -63,5 +63,5 @@ def interrupt_after(monkeypatch, checkpoints: int):
         original(self, *a, **k)
         calls.append(1)
 
-    monkeypatch.setattr(pipeline.Run, "_save_last", save_then_stop)
-    return lambda: monkeypatch.setattr(pipeline.Run, "_save_last", original)
+    monkeypatch.setattr(pipeline.Run, "save_last", save_then_stop)
+    return lambda: monkeypatch.setattr(pipeline.Run, "save_last", original)

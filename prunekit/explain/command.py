@@ -9,17 +9,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from prunekit.artifacts import load_compact
 from prunekit.errors import UserError
 from prunekit.explain import explain_mlp
-from prunekit.metrics import prunable_layers
+from prunekit.metrics import is_mlp
 from prunekit.models import build_model
 from prunekit.pruning.masks import MaskSet
 from prunekit.rundir import SUMMARY, RunDir, atomic_write_json
-
-
-def is_mlp(model: nn.Module) -> bool:
-    """True when every prunable layer is Linear: the figures read a chain of dense matrices."""
-    return all(isinstance(layer, nn.Linear) for _, layer in prunable_layers(model))
 
 
 def load_pruned(run_dir: RunDir) -> tuple[nn.Module, dict]:
@@ -28,7 +24,7 @@ def load_pruned(run_dir: RunDir) -> tuple[nn.Module, dict]:
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; give the directory of a finished `prunekit train` run")
     try:
-        record = torch.load(path, map_location="cpu", weights_only=False)
+        record = torch.load(path, map_location="cpu", weights_only=True)
         model_cfg = OmegaConf.create(record["config"]["model"])
         model = build_model(model_cfg, tuple(record["input_shape"]), record["num_classes"])
         MaskSet(model)  # the checkpoint carries mask buffers beside the weights
@@ -42,6 +38,9 @@ def explain_run(path: Path) -> dict:
     """Re-draw figures/ of a finished run and update its summary.json with what they measured."""
     run_dir = RunDir(path)
     model, record = load_pruned(run_dir)
+    if run_dir.checkpoint("compact").is_file():  # the run's compact network must be this run's
+        load_compact(run_dir.checkpoint("compact"),
+                     expect={"dataset": record["config"]["data"]["name"], "model": record["config"]["model"]})
     if not is_mlp(model):
         raise UserError(f"explain draws MLPs only; the run in {path} pruned a {record['config']['model']['name']}")
     entries = explain_mlp(model, record["input_shape"], run_dir.figures)

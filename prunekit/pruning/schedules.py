@@ -71,3 +71,16 @@ class ScheduledPruning(TrainHook):
         if sparsity > self.current:
             self.method.prune(sparsity)
             self.current = sparsity
+
+
+def pruning_steps(schedule: DictConfig, target: float, total_steps: int) -> tuple[float, ...]:
+    """The stage progress (step / total_steps) of every mask update that raises the sparsity: where
+    ``lr_schedule=cycle`` starts the learning rate over. The first update at step 0 is not a restart."""
+    points, current = [], sparsity_at(schedule, target, 0.0)
+    for step in range(schedule.frequency, total_steps + schedule.frequency, schedule.frequency):
+        step = min(step, total_steps)
+        sparsity = sparsity_at(schedule, target, step / max(total_steps, 1))
+        if sparsity > current:
+            points.append(step / total_steps)
+            current = sparsity
+    return tuple(points)

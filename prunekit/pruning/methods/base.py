@@ -2,18 +2,24 @@
 
 A post-hoc method only answers "how important is each group?" through :meth:`scores`. A training-time
 method (gumbel, group lasso, crespr) may also add a loss term, extra trainable parameters with their own
-learning rate, and work around each optimiser step. The training loop calls these hooks without knowing
-which method it runs.
+learning rate, and work around each optimiser step. The stages call these hooks without knowing which
+method they run: around each step of the pruning stage, at the end of each of its epochs
+(:meth:`epoch_end`), at its end (:meth:`finish`), and once the run is evaluated (:meth:`report`).
 """
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pathlib
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from prunekit.config import choice
 from prunekit.engine import TrainHook
+from prunekit.explain import explain_mlp
+from prunekit.metrics import is_mlp
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.selection import select_groups
 
@@ -32,8 +38,6 @@ class PruningMethod(TrainHook):
     def validate(cls, cfg: DictConfig) -> None:
         """Raise UserError for settings this method cannot honour (called before any run starts, after
         the schema's own checks of keys, types and ranges: prunekit/validation.py)."""
-        from prunekit.config import choice
-
         choice(cfg.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
 
     def scores(self) -> dict[str, torch.Tensor]:
@@ -57,10 +61,15 @@ class PruningMethod(TrainHook):
     def finish(self) -> None:
         """End of the pruning stage: settle the final masks (e.g. a deterministic top-k)."""
 
-    def epoch_stats(self) -> dict:
-        """Entries for each epoch record of the pruning stage, overriding the pipeline's own (e.g. the
-        ``density`` a method's decision would give while its masks are not yet written)."""
+    def epoch_end(self, epoch: int) -> dict:
+        """End of an epoch of the pruning stage; returns entries for its record, overriding the stage's
+        own (e.g. the ``density`` a method's decision would give while its masks are not yet written)."""
         return {}
+
+    def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
+        """Figures into ``out_dir`` and entries for summary.json, from the final network in its original
+        shapes (pruned weights exactly zero). Every method's pruned MLP gets the interpretability figures."""
+        return explain_mlp(model, input_shape, out_dir) if is_mlp(model) else {}
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue exactly where it stopped."""

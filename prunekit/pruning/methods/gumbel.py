@@ -26,6 +26,7 @@ import math
 import torch
 from omegaconf import DictConfig
 
+from prunekit.config import choice
 from prunekit.pruning.methods import register
 from prunekit.pruning.methods.base import PruningMethod
 from prunekit.pruning.methods.gumbel_gates import GateSet
@@ -53,8 +54,6 @@ class Gumbel(PruningMethod):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        from prunekit.config import choice
-
         super().validate(cfg)
         choice(cfg.target, list(TARGETS), "method.target")  # ranges of tau, lam, ... are in the schema
 
@@ -100,7 +99,7 @@ class Gumbel(PruningMethod):
 
     # -- what the epoch log shows while the gates are still soft -----------------------------------
     @torch.no_grad()
-    def epoch_stats(self) -> dict:
+    def epoch_end(self, epoch: int) -> dict:
         if not self.gates.installed:
             return {}
         logits = self.gates.parameters()

@@ -1,0 +1,50 @@
+"""Measured latency: the third level of efficiency figures (after mask-aware theory and compact counts).
+
+A forward pass in eval mode without gradients, timed on the run's device after warm-up (waiting for
+the accelerator before reading the clock), repeated, and the median taken, so one slow repetition on a
+busy machine does not decide the figure.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+WARMUP = 2
+REPEATS = 7
+BUDGET_S = 2.0  # per model and batch size: stop repeating after this, with at least MIN_REPEATS timings
+MIN_REPEATS = 3
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def median_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int, device: torch.device) -> float:
+    """Median wall time in milliseconds of one forward pass of ``batch`` random samples of ``input_shape``."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch, *input_shape, device=device)
+    for _ in range(WARMUP):
+        model(x)
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < REPEATS and (len(times) < MIN_REPEATS or time.perf_counter() - began < BUDGET_S):
+        _sync(device)
+        start = time.perf_counter()
+        model(x)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return 1000.0 * statistics.median(times)
+
+
+def latency_table(models: dict[str, tuple[nn.Module, tuple[int, ...]]], batches: list[int],
+                  device: torch.device) -> dict[str, dict[str, float]]:
+    """``{name: {"b<batch>": milliseconds}}`` for every model (with its own input shape) and batch size."""
+    return {name: {f"b{b}": median_ms(model, shape, b, device) for b in batches}
+            for name, (model, shape) in models.items()}

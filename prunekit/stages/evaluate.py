@@ -1,0 +1,86 @@
+"""The last stage: test accuracy (the only read of the test split), the efficiency figures at their three
+levels, the method's report, and the files a finished run leaves (pruned.pt, compact.pt, layers.csv,
+summary.json)."""
+from __future__ import annotations
+
+import time
+
+from omegaconf import OmegaConf
+from torch import nn
+
+from prunekit import metrics
+from prunekit.artifacts import save_compact, save_pruned
+from prunekit.engine import evaluate
+from prunekit.latency import latency_table
+from prunekit.pruning.compaction import expand
+from prunekit.pruning.methods import get_method_class
+from prunekit.state import RunState
+
+
+def _compact_figures(compact: nn.Module, input_shape: tuple[int, ...], rows: list[dict]) -> dict:
+    """params_compact and flops_compact of the physically smaller network; adds its columns to ``rows``."""
+    flops = metrics.flops_per_layer(compact, input_shape)
+    layers = dict(metrics.prunable_layers(compact))
+    for row in rows:
+        layer = layers[row["layer"]]
+        row["compact_shape"] = "x".join(str(d) for d in layer.weight.shape)
+        row["params_compact"] = layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0)
+        row["flops_compact"] = flops[row["layer"]]
+    return {"params_compact": sum(p.numel() for p in compact.parameters()), "flops_compact": sum(flops.values())}
+
+
+def _latency(run, state: RunState, full: nn.Module) -> dict:
+    """Measured latency of the dense, masked and compact networks at batch 1 and the training batch size."""
+    batch = run.cfg.finetune.batch_size
+    models = {"dense": (state.spec.build_full(run.device), state.spec.input_shape),
+              "masked": (full, state.spec.input_shape)}
+    if state.spec.compaction is not None:
+        models["compact"] = (state.model, state.data.input_shape)
+    table = latency_table(models, [1, batch], run.device)
+    entries = {"latency_ms": table}
+    if "compact" in table:
+        entries["latency_ratio_b1"] = table["compact"]["b1"] / table["dense"]["b1"]
+        entries["latency_ratio"] = table["compact"][f"b{batch}"] / table["dense"][f"b{batch}"]
+    return entries
+
+
+class Evaluate:
+    name = "evaluate"
+
+    def run(self, run, state: RunState, resume: dict | None) -> RunState:
+        cfg, began = run.cfg, time.perf_counter()
+        test = evaluate(state.model, state.data, "test", cfg.eval_batch_size)
+        val = evaluate(state.model, state.data, "val", cfg.eval_batch_size)
+        compaction = state.spec.compaction
+        # The final network in its original shapes, for the figures and pruned.pt.
+        full = expand(state.model, state.spec.build_full(run.device), compaction) if compaction else state.model
+        counts, rows = {}, [dict(row) for row in state.layers]
+        if compaction is not None:
+            counts.update(_compact_figures(state.model, state.data.input_shape, rows))
+            counts["inputs_kept_fraction"] = state.data.fraction_kept
+        if cfg.latency:
+            counts.update(_latency(run, state, full))
+        method = state.method or get_method_class(cfg.method.name)(cfg.method, state.model, state.masks,
+                                                                   state.data, cfg.seed)
+        counts.update(method.report(full, state.spec.input_shape, run.dir.figures))
+        config = OmegaConf.to_container(cfg, resolve=True)
+        save_pruned(run.dir.checkpoint("pruned"), full, state.spec, config)
+        if compaction is not None:
+            save_compact(run.dir.checkpoint("compact"), state.model, state.spec, cfg.data.name)
+        run.dir.write_layers(rows)
+        state.seconds["evaluate"] = time.perf_counter() - began
+        summary = {
+            "dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,
+            "granularity": cfg.method.granularity, "schedule": cfg.schedule.name, "seed": cfg.seed,
+            "device": str(run.device),
+            "accuracy": test["accuracy"], **({"top5": test["top5"]} if "top5" in test else {}),
+            "loss": test["loss"], "val_accuracy": val.get("accuracy"),
+            "dense_accuracy": state.dense_metrics["test"]["accuracy"], "dense_cache_hit": state.dense_hit,
+            **state.measured, **counts,
+            "sparsity_target": cfg.method.sparsity,
+            "seconds": {**state.seconds, "total": sum(state.seconds.values())},
+        }
+        run.dir.write_summary(summary)
+        run.dir.log({"event": "done", "accuracy": summary["accuracy"], "density": summary["density"]})
+        run.console.summary(summary)
+        return state

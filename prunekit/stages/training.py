@@ -1,0 +1,168 @@
+"""The training stages: dense (cached), prune (along the schedule, with the method's hooks) and finetune.
+
+Data order and augmentation come from a generator seeded per (seed, stage, epoch), and the global
+generators (dropout) start each stage from a state fixed by (seed, stage) or, when resuming, from the
+state saved with the last epoch: a resumed run ends with the same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from omegaconf import DictConfig
+
+from prunekit import metrics, rng
+from prunekit.cache import DenseCache, dense_key
+from prunekit.engine import build_optimizer, evaluate, train_epoch
+from prunekit.errors import UserError, warn
+from prunekit.pruning.methods import get_method_class
+from prunekit.pruning.schedules import ScheduledPruning, pruning_steps
+from prunekit.data.source import reason
+from prunekit.state import RunState
+
+TRAINING_STAGES = ("dense", "prune", "finetune")
+
+
+def epoch_generator(seed: int, stage: str, epoch: int) -> torch.Generator:
+    """The generator for one epoch's data order and augmentation, independent of what ran before."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + TRAINING_STAGES.index(stage) * 10_007 + epoch)
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed of the global generators (dropout and the like) at the start of ``stage``."""
+    return seed * 1_000_003 + TRAINING_STAGES.index(stage) * 10_007 + 5_003
+
+
+def stop_if_diverged(record: dict, opt_cfg: DictConfig) -> None:
+    """Stop a stage whose loss is no longer a finite number: nothing after it can be trusted."""
+    for key in ("train_loss", "val_loss"):
+        value = record.get(key)
+        if value is not None and not math.isfinite(value):
+            stage = record["stage"]
+            raise UserError(
+                f"the {stage} stage diverged in epoch {record['epoch']}: {key} is {value}; "
+                f"lower the learning rate ({stage}.lr={opt_cfg.lr}) and run again"
+            )
+
+
+def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | None, *, hooks=(), extra_groups=(),
+        make_pruner=None, restarts: tuple[float, ...] = ()) -> None:
+    """Train ``state.model`` for the epochs of ``opt_cfg``, continuing from ``resume`` when given."""
+    steps_per_epoch = state.data.num_batches("train", opt_cfg.batch_size)
+    total = opt_cfg.epochs * steps_per_epoch
+    start_epoch = resume["epoch"] if resume else 0
+    if resume:
+        rng.restore(resume["rng"])
+    else:
+        rng.seed_all(stage_seed(run.cfg.seed, stage))
+    optimizer = build_optimizer([{"params": list(state.model.parameters())}, *extra_groups], opt_cfg)
+    if resume and resume["optimizer"] is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+    step = start_epoch * steps_per_epoch
+    hooks = list(hooks)
+    if make_pruner is not None:
+        pruner = make_pruner(total, step)
+        if start_epoch == 0:
+            pruner.start()
+        hooks.append(pruner)
+    hooks.append(state.masks)  # masks last: they re-zero whatever the other hooks touched
+    with run.console.stage(stage, opt_cfg.epochs, start_epoch):
+        for epoch in range(start_epoch, opt_cfg.epochs):
+            began = time.perf_counter()
+            with run.console.epoch(stage, epoch + 1, opt_cfg.epochs, steps_per_epoch) as on_batch:
+                stats, step = train_epoch(state.model, state.data, optimizer, opt_cfg, hooks,
+                                          epoch_generator(run.cfg.seed, stage, epoch), step, total, on_batch,
+                                          restarts)
+            val = evaluate(state.model, state.data, "val", run.cfg.eval_batch_size)
+            seconds = time.perf_counter() - began
+            state.seconds[stage] = state.seconds.get(stage, 0.0) + seconds
+            record = {"stage": stage, "epoch": epoch + 1, "epochs": opt_cfg.epochs, **stats,
+                      **{f"val_{k}": v for k, v in val.items()}, "density": state.density(),
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+            if stage == "prune":
+                record.update(state.method.epoch_end(epoch + 1))
+            stop_if_diverged(record, opt_cfg)
+            run.dir.log(record)
+            run.console.epoch_line(record)
+            run.save_last(state, stage, epoch + 1, done=False, optimizer=optimizer)
+
+
+class Dense:
+    """Train the dense network, or take it from the cache when another run already did."""
+
+    name = "dense"
+
+    def run(self, run, state: RunState, resume: dict | None) -> RunState:
+        cache = DenseCache(run.cfg.cache_dir, dense_key(run.cfg, run.device))
+        began, before = time.perf_counter(), state.seconds.get("dense", 0.0)
+        with cache.locked():
+            entry = cache.load(run.device)
+            if entry is not None:
+                try:
+                    state.model.load_state_dict(entry["model"])
+                    state.dense_metrics = {split: entry["metrics"][split] for split in ("val", "test")}
+                except (RuntimeError, KeyError) as err:
+                    cache.set_aside(f"does not fit this model ({reason(err)})")
+                    entry = None
+            hit = entry is not None
+            if not hit:
+                fit(run, state, "dense", run.cfg.train, resume)
+                state.dense_metrics = {split: evaluate(state.model, state.data, split, run.cfg.eval_batch_size)
+                                       for split in ("val", "test")}
+                entry = {"model": state.model.state_dict(), "metrics": state.dense_metrics}
+                cache.store(entry)
+        state.seconds["dense"] = before + time.perf_counter() - began
+        state.dense_hit = hit
+        run.dir.log({"event": "dense_cache", "hit": hit, "key": cache.key, "seconds": state.seconds["dense"]})
+        run.save_dense(entry["model"])
+        run.save_last(state, self.name, run.cfg.train.epochs, done=True)
+        return state
+
+
+class Prune:
+    """Raise sparsity along the schedule while training with the method's hooks, then let the method
+    settle its masks."""
+
+    name = "prune"
+
+    def run(self, run, state: RunState, resume: dict | None) -> RunState:
+        cfg, target = run.cfg, run.cfg.method.sparsity
+        state.method = get_method_class(cfg.method.name)(cfg.method, state.model, state.masks, state.data, cfg.seed)
+        if resume and resume["state"]["method"] is not None:
+            state.method.load_state_dict(resume["state"]["method"])
+        state.method.start()
+        if cfg.prune.epochs == 0:
+            state.method.prune(target)  # no training to spread the schedule over: prune at once
+        else:
+            total = cfg.prune.epochs * state.data.num_batches("train", cfg.prune.batch_size)
+            fit(run, state, "prune", cfg.prune, resume, hooks=[state.method],
+                extra_groups=state.method.param_groups(cfg.prune.lr),
+                make_pruner=lambda total, step: ScheduledPruning(state.method, cfg.schedule, target, total, step),
+                restarts=pruning_steps(cfg.schedule, target, total))
+        state.method.finish()
+        run.dir.log({"event": "pruned", "density": state.density(), "sparsity_target": target})
+        measure_pruned(state)
+        run.save_last(state, self.name, cfg.prune.epochs, done=True)
+        return state
+
+
+def measure_pruned(state: RunState) -> None:
+    """The theoretical figures (params non-zero and effective, density, mask-aware FLOPs, layers.csv) of the
+    masked network as pruned: its topology is fixed from here on, whatever compaction makes of it."""
+    counts, state.layers = metrics.measure(state.model, state.data.input_shape)
+    state.measured.update(counts)
+    if counts["collapsed_layers"] or counts["classes_without_path"]:
+        warn(f"the pruned network is cut: layers without an alive weight: {counts['collapsed_layers'] or 'none'}; "
+             f"classes no input reaches: {counts['classes_without_path'] or 'none'} (raise method.min_keep)")
+
+
+class Finetune:
+    """Train the pruned (or compacted) network with its topology frozen."""
+
+    name = "finetune"
+
+    def run(self, run, state: RunState, resume: dict | None) -> RunState:
+        fit(run, state, "finetune", run.cfg.finetune, resume)
+        run.save_last(state, self.name, run.cfg.finetune.epochs, done=True)
+        return state
