@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Benchmark compaction: how much faster a filter-pruned CNN runs once physically smaller, with the same outputs.
+
+    python scripts/bench_compact.py                    # CPU, batch 64
+    python scripts/bench_compact.py --device cuda --repeats 7
+
+For VGG16-small and ResNet18-small (``model.variant=small``: 32x32 RGB inputs, 10 classes), built with
+prunekit's ``build_model``:
+
+1. the dense network gets non-trivial BatchNorm running statistics from a few forward passes in train mode
+   on random data (with the default mean 0 / variance 1 a pruned channel's BatchNorm would emit 0 anyway,
+   and the output comparison below would be trivially exact);
+2. a copy is pruned as the pipeline prunes it: a ``MaskSet`` and the ``magnitude`` method at unit
+   granularity, scope ``layer``, removing 50% of the filters of every convolution (the classifier's units
+   are the classes and are never pruned);
+3. ``prunekit.pruning.compaction.compact`` turns the masked copy into a physically smaller network.
+
+Timing: one forward pass of a random batch in eval mode under ``torch.inference_mode``, measured with
+``prunekit.latency.median_ms`` (warm-up, then the median of repeated passes; the figure a run's summary
+reports). Dense and compact are timed in ``--repeats`` interleaved rounds and the median round counts, so a
+burst of load on the machine hits both. "dense" is the same architecture unpruned, with the same statistics.
+
+``max |diff|`` is the largest absolute difference between the masked and the compact network's logits on
+one random batch, in eval mode; it should be float32 rounding noise (about 1e-6). FLOPs are
+``prunekit.metrics.flops_per_layer`` for one sample (prunable layers only, a multiply-add counts 2).
+``coupled kept`` is ``CompactSpec.coupled_kept``: channels the masks pruned but compaction had to keep
+because another convolution writing the same residual stream still uses them (always 0 for VGG).
+
+The last line printed is exactly
+``compact_speedup_vgg16=<x>x compact_speedup_resnet18=<y>x max_abs_diff=<d>``, speedups being dense ms over
+compact ms and ``d`` the larger of the two models' differences. On a busy machine torch's multi-threaded
+kernels stall; compare the load average printed with the table.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from prunekit.config import ConvNetConfig, MethodConfig
+from prunekit.errors import UserError
+from prunekit.latency import median_ms
+from prunekit.metrics import flops_per_layer, is_mlp
+from prunekit.models import build_model
+from prunekit.pipeline import resolve_device
+from prunekit.pruning.compaction import compact
+from prunekit.pruning.masks import MaskSet
+from prunekit.pruning.methods import get_method_class
+
+MODEL_NAMES = ("vgg16", "resnet18")
+INPUT_SHAPE = (3, 32, 32)
+NUM_CLASSES = 10
+SPARSITY = 0.5  # of the filters of every convolution
+SETTLE_BATCHES = 3  # train-mode passes that move BatchNorm's running statistics away from 0 / 1
+SEED = 0
+
+
+def dense_network(name: str, device: torch.device) -> nn.Module:
+    """The small variant of ``name`` with BatchNorm statistics of random data, in eval mode."""
+    torch.manual_seed(SEED)
+    model = build_model(OmegaConf.structured(ConvNetConfig(name=name, variant="small")), INPUT_SHAPE,
+                        NUM_CLASSES).to(device)
+    model.train()
+    with torch.no_grad():
+        for _ in range(SETTLE_BATCHES):
+            # inputs off mean 0 / std 1; at BatchNorm's momentum 0.1 three passes move the running
+            # statistics about 27% of the way from their defaults (0 / 1) to the data's
+            model(torch.randn(32, *INPUT_SHAPE, device=device) * 2.0 + 0.5)
+    return model.eval()
+
+
+def prune_filters(dense: nn.Module) -> nn.Module:
+    """A copy of ``dense`` with ``SPARSITY`` of every convolution's filters masked, as the pruning stage does it."""
+    masked = copy.deepcopy(dense)
+    masks = MaskSet(masked)
+    cfg = OmegaConf.structured(MethodConfig(name="magnitude", sparsity=SPARSITY, granularity="unit", scope="layer"))
+    # magnitude scores read the weights only: no data needed
+    get_method_class("magnitude")(cfg, masked, masks, None, SEED).prune(SPARSITY)
+    return masked
+
+
+@torch.inference_mode()
+def max_abs_diff(masked: nn.Module, compacted: nn.Module, batch: int, device: torch.device) -> float:
+    """Largest absolute difference between the two networks' logits on one random batch (eval mode)."""
+    x = torch.randn(batch, *INPUT_SHAPE, device=device)
+    return float((masked.eval()(x) - compacted.eval()(x)).abs().max())
+
+
+def interleaved_ms(models: dict[str, nn.Module], batch: int, device: torch.device, rounds: int) -> dict[str, float]:
+    """Median over ``rounds`` of ``median_ms`` per model, the models taking turns (order reversed every other
+    round) so that a change of load on the machine reaches all of them."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for index in range(rounds):
+        for name in (list(models) if index % 2 == 0 else list(reversed(models))):
+            times[name].append(median_ms(models[name], INPUT_SHAPE, batch, device))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def conv_channels(model: nn.Module) -> int:
+    """Output channels of all convolutions: what compaction can remove."""
+    return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def measure(name: str, batch: int, device: torch.device, repeats: int) -> dict:
+    """Dense and compact figures of one architecture (see the module docstring)."""
+    dense = dense_network(name, device)
+    masked = prune_filters(dense)
+    compacted, spec = compact(masked, INPUT_SHAPE, is_mlp(masked))
+    compacted = compacted.to(device).eval()
+    ms = interleaved_ms({"dense": dense, "compact": compacted}, batch, device, repeats)
+    return {
+        "model": name,
+        "dense_ms": ms["dense"], "compact_ms": ms["compact"], "speedup": ms["dense"] / ms["compact"],
+        "params_dense": sum(p.numel() for p in dense.parameters()),
+        "params_compact": sum(p.numel() for p in compacted.parameters()),
+        "flops_dense": sum(flops_per_layer(dense, INPUT_SHAPE).values()),
+        "flops_compact": sum(flops_per_layer(compacted, INPUT_SHAPE).values()),
+        "channels_dense": conv_channels(dense), "channels_compact": conv_channels(compacted),
+        "coupled_kept": spec.coupled_kept,
+        "max_abs_diff": max_abs_diff(masked, compacted, batch, device),
+    }
+
+
+def summary_line(rows: dict[str, dict]) -> str:
+    """The last line: both speedups and the worse of the two output differences."""
+    worst = max(row["max_abs_diff"] for row in rows.values())
+    return (f"compact_speedup_vgg16={rows['vgg16']['speedup']:.2f}x "
+            f"compact_speedup_resnet18={rows['resnet18']['speedup']:.2f}x max_abs_diff={worst:.1e}")
+
+
+def render(rows: dict[str, dict], title: str, console: Console) -> None:
+    """Two narrow tables (they stay legible at 80 columns, e.g. in a log): time and size, then what was kept."""
+    timing = Table(title=title, title_justify="left")
+    for column in ("model", "dense ms", "compact ms", "speedup", "params dense/compact", "FLOPs dense/compact"):
+        timing.add_column(column, justify="left" if column == "model" else "right")
+    kept = Table(title="what compaction kept", title_justify="left")
+    for column in ("model", "conv channels", "coupled kept", "max |diff|"):
+        kept.add_column(column, justify="left" if column == "model" else "right")
+    for r in rows.values():
+        timing.add_row(r["model"], f"{r['dense_ms']:.1f}", f"{r['compact_ms']:.1f}",
+                       f"[bold]{r['speedup']:.2f}x[/bold]",
+                       f"{r['params_dense'] / 1e6:.2f}M / {r['params_compact'] / 1e6:.2f}M",
+                       f"{r['flops_dense'] / 1e6:.0f}M / {r['flops_compact'] / 1e6:.0f}M")
+        kept.add_row(r["model"], f"{r['channels_dense']} -> {r['channels_compact']}", str(r["coupled_kept"]),
+                     f"{r['max_abs_diff']:.1e}")
+    console.print(timing)
+    console.print(kept)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64, help="samples per timed forward pass")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved rounds of median_ms per network (median round counts)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    load_before = os.getloadavg()[0]
+    rows = {name: measure(name, args.batch, device, args.repeats) for name in MODEL_NAMES}
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU(s)"
+    render(rows, f"compaction at {SPARSITY:.0%} of the filters (magnitude, unit, per layer), batch {args.batch}, "
+                 f"{device} ({hardware})", Console())
+    # torch's own default thread count is used: as many intra-op threads as the machine offers
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) (torch's default); "
+          f"{args.repeats} interleaved round(s) of median_ms; load average (1 min) {load_before:.2f} at the "
+          f"start, {os.getloadavg()[0]:.2f} at the end", flush=True)
+    print(summary_line(rows), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UserError as error:  # e.g. --device cuda without CUDA: one line, as prunekit reports it
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,44 @@
+"""Smoke test of scripts/bench_compact.py at tiny settings: the last line's format and exact compaction.
+Nothing about speed."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_compact.py"
+LAST_LINE = re.compile(r"compact_speedup_vgg16=(\d+\.\d{2})x compact_speedup_resnet18=(\d+\.\d{2})x "
+                       r"max_abs_diff=(\d\.\de[+-]\d+)")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_compact", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine two threads can each wait for the other's time slice."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_last_line_and_outputs_match(bench, capsys):
+    rows = bench.main(["--batch", "2", "--repeats", "1", "--device", "cpu"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    match = LAST_LINE.fullmatch(last)
+    assert match, last
+    assert float(match.group(3)) <= 1e-4
+    for row in rows.values():
+        assert row["max_abs_diff"] <= 1e-4
+        assert row["params_compact"] < row["params_dense"]
+        assert row["flops_compact"] < row["flops_dense"]
+    assert rows["vgg16"]["coupled_kept"] == 0  # no residual stream: every masked filter goes
