@@ -14,7 +14,7 @@ from prunekit.errors import UserError
 USAGE = """usage: prunekit <command> [arguments]   (prunekit --version prints the version)
 
 commands:
-  train [OVERRIDES] [-m]   dense training -> pruning -> fine-tuning -> evaluation, configured by Hydra
+  train [OVERRIDES] [-m]   dense training -> pruning -> compaction -> fine-tuning -> evaluation (Hydra)
                            overrides (method=gumbel method.sparsity=0.95 dataset=fashion_mnist ...);
                            -m sweeps comma-separated values; --cfg job prints the composed config;
                            --help shows Hydra's help with every config group
@@ -38,55 +38,25 @@ def _train(args: list[str], debug: bool) -> int:
     hydra_args = [a for a in args if a not in parsed.overrides] + plan.overrides
     argv, sys.argv = sys.argv, ["prunekit", *hydra_args]
     try:
-        _hydra_train(["prunekit", "train", *args], plan)
+        return _hydra_train(["prunekit", "train", *args], plan)
     finally:
         sys.argv = argv
-    return 0
 
 
-def _hydra_train(command: list[str], plan) -> None:
+def _hydra_train(command: list[str], plan) -> int:
     import hydra
-    from hydra.core.hydra_config import HydraConfig
 
     from prunekit.config import config_dir, register_schemas
-    from prunekit.preflight import resume_command
+    from prunekit.job import report_failures, run_job
 
     register_schemas()
-    # The directories as the pre-flight found them: only what this command created may be removed.
-    outputs = {str(job.path): job for job in plan.jobs}
 
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base=None)
     def task(cfg) -> None:
-        from prunekit.pipeline import Run
-
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        output = outputs.get(str(run_dir))
-
-        def discard() -> None:
-            if output is not None and not cfg.resume:
-                output.discard()
-                if plan.sweep is not None and not any(p.is_dir() for p in plan.sweep.path.iterdir()):
-                    plan.sweep.discard()
-
-        try:
-            Run(cfg, str(run_dir), command).execute()
-        except UserError as err:
-            if cfg.debug:
-                raise
-            discard()  # nothing half-written: a run that failed on bad input leaves only what was there
-            print(f"prunekit: error: {err}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            if (run_dir / "checkpoints" / "last.pt").is_file():
-                resume = resume_command(list(hydra_cfg.overrides.task), run_dir)
-                print(f"\nprunekit: interrupted; continue with: {resume}", file=sys.stderr)
-            else:
-                discard()
-                print("\nprunekit: interrupted before the first checkpoint; nothing was kept", file=sys.stderr)
-            sys.exit(130)
+        run_job(cfg, plan, command)
 
     task()
+    return report_failures(plan)
 
 
 def _list() -> int:

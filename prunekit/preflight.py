@@ -19,8 +19,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from prunekit.config import config_dir, register_schemas
+from prunekit.data import check_available
 from prunekit.errors import UserError
 from prunekit.ownership import SWEEP_OUTPUTS, OutputDir, require_directory_path
+from prunekit.pipeline import load_resume_state
+from prunekit.rundir import RunDir
+from prunekit.sweeps import RESUME, job_status
 from prunekit.validation import validate
 
 
@@ -106,13 +110,19 @@ def _pin(key: str, value: str) -> str:
     return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _check_sweep_job(cfg: DictConfig, output: OutputDir, number: int) -> None:
+    """A job of a sweep may find its directory empty, finished, interrupted or barely started by the same
+    command (the sweep continues); anything else is refused (prunekit/sweeps.py)."""
+    if cfg.resume:
+        raise UserError("resume=true is for a single run; a sweep continues by itself when the same -m command "
+                        "runs again with the same hydra.sweep.dir")
+    if job_status(output.path, cfg, number) == RESUME:
+        load_resume_state(cfg, RunDir(output.path))  # a damaged last.pt is named now, not halfway through
+
+
 def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan:
     """Compose and validate every job and inspect its output directory (unless the command ``writes``
     nothing, e.g. ``--cfg job``); raise UserError on the first bad one. Nothing is written."""
-    from prunekit.data import check_available
-    from prunekit.pipeline import load_resume_state
-    from prunekit.rundir import RunDir
-
     register_schemas()
     outputs, sweep, pins = [], None, []
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="train"):
@@ -123,8 +133,6 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
                 sweep_dir = str(cfg.hydra.sweep.dir)
                 pins = [_pin("hydra.sweep.dir", sweep_dir)]
                 sweep = OutputDir.inspect(Path(sweep_dir), "hydra.sweep.dir", SWEEP_OUTPUTS)
-                if writes and not cfg.resume:
-                    sweep.refuse_reuse("hydra.sweep.dir")
             elif not multirun:
                 pins = [_pin("hydra.run.dir", str(cfg.hydra.run.dir))]
             path, key = _output_dir(cfg, number if multirun else None, sweep.path if sweep else None)
@@ -136,7 +144,9 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
             require_directory_path(Path(cfg.cache_dir).expanduser(), "cache_dir")
             if not writes:
                 continue
-            if cfg.resume:
+            if multirun:
+                _check_sweep_job(cfg, output, number)
+            elif cfg.resume:
                 load_resume_state(cfg, RunDir(output.path))
             else:
                 output.refuse_reuse(key)

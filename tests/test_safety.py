@@ -51,10 +51,10 @@ def test_a_run_directory_is_never_reused_without_resume(cli, tmp_path):
     code, _, err = cli("train", *QUICK, "hydra.run.dir=run", "resume=true")
     _one_line(code, err, "finished")
     assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
-    # a sweep into a directory that holds a sweep is refused the same way
+    # a sweep continues in its own directory, but a job directory holding a run of another config is refused
     assert cli("train", "-m", "method.sparsity=0.5", *QUICK, "hydra.sweep.dir=sweep")[0] == 0
-    code, _, err = cli("train", "-m", "method.sparsity=0.5,0.8", *QUICK, "hydra.sweep.dir=sweep")
-    _one_line(code, err, "multirun.yaml")
+    code, _, err = cli("train", "-m", "method.sparsity=0.8,0.5", *QUICK, "hydra.sweep.dir=sweep")
+    _one_line(code, err, "another config", "method")
     assert not (tmp_path / "sweep" / "1").exists()
 
 
