@@ -52,11 +52,15 @@ class RunConsole:
     In a terminal: a bar over the current stage's epochs and one over the current epoch's batches (with the
     running loss and accuracy), drawn by rich's refresh thread; lines printed with :meth:`line` stay above
     them. Otherwise (``interactive=False``, or stdout not a terminal): no bars, only the lines.
+
+    A job of a sweep (``job`` set) labels its lines with its number, since parallel jobs share the terminal,
+    and ends with one summary line instead of the table (``prunekit report`` tabulates sweeps).
     """
 
-    def __init__(self, interactive: bool | None = None, console: Console | None = None):
+    def __init__(self, interactive: bool | None = None, console: Console | None = None, job: int | None = None):
         self.interactive = sys.stdout.isatty() if interactive is None else interactive
         self.console = console if console is not None else Console()
+        self.prefix = "" if job is None else f"[job {job}] "
         self._progress: Progress | None = None
         self._stage_task: TaskID | None = None
 
@@ -127,7 +131,7 @@ class RunConsole:
     def line(self, text: str) -> None:
         """A line that stays (printed above the bars in a terminal)."""
         target = self._progress.console if self._progress is not None else self.console
-        target.print(text, highlight=False, soft_wrap=True)
+        target.print(self.prefix + text, highlight=False, markup=False, soft_wrap=True)
 
     def epoch_line(self, record: dict) -> None:
         """One line for an epoch's log record: stage, epoch, losses, accuracies, density, seconds."""
@@ -136,7 +140,12 @@ class RunConsole:
         self.line(f"{record['stage']:<8} epoch {record['epoch']}/{record['epochs']}  " + "  ".join(parts))
 
     def summary(self, summary: dict) -> None:
-        """The run's summary as a two-column table (nested values, such as the seconds, are left out)."""
+        """The run's summary as a two-column table (nested values, such as the seconds, are left out); one line
+        for a job of a sweep."""
+        if self.prefix:
+            keys = ("accuracy", "density", "params_compact", "latency_ratio")
+            self.line("done  " + "  ".join(f"{k} {format_value(summary[k])}" for k in keys if k in summary))
+            return
         table = Table(title="prunekit summary", show_header=True)
         table.add_column("metric")
         table.add_column("value", justify="right")

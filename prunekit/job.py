@@ -29,7 +29,7 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
     if threads is not None:  # parallel jobs share the cores instead of each taking all of them
         torch.set_num_threads(threads)
     try:
-        Run(cfg, str(run_dir), command).execute()
+        Run(cfg, str(run_dir), command, job=hydra_cfg.job.num if in_sweep else None).execute()
     except UserError as err:
         if cfg.debug:
             raise

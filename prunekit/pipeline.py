@@ -75,10 +75,10 @@ class Run:
     """Executes the stages for one composed config, writing into one run directory; the stages reach the
     config, directory, console and checkpoints through it."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str, command: list[str]):
+    def __init__(self, cfg: DictConfig, run_dir: str, command: list[str], job: int | None = None):
         self.cfg, self.dir, self.command = cfg, RunDir(run_dir), command
         self.device = resolve_device(cfg.device)
-        self.console = RunConsole()
+        self.console = RunConsole(job=job)  # job: the number of a sweep's job, which labels its lines
 
     def save_last(self, state: RunState, stage: str, epoch: int, done: bool, optimizer=None) -> None:
         """checkpoints/last.pt: where the run stands and everything that rebuilds its state."""
