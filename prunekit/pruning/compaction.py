@@ -80,8 +80,10 @@ def _zero(t: torch.Tensor | None, index: list[int], dim: int) -> list[bool]:
     """Per index along ``dim``: is that slice of ``t`` all zero (True when ``t`` is None)?"""
     if t is None:
         return [True] * len(index)
-    rows = t.detach().index_select(dim, torch.tensor(index, device=t.device)).movedim(dim, 0)
-    return (rows.reshape(len(index), -1) == 0).all(1).tolist()
+    # A reduction over the other dimensions reads the tensor once, without copying slices out of it.
+    others = [d for d in range(t.dim()) if d != dim]
+    largest = t.detach().abs().amax(dim=others) if others else t.detach().abs()
+    return (largest[torch.tensor(index, device=t.device)] == 0).tolist()
 
 
 def _contributes_nothing(module: nn.Module, fn, index: list[int]) -> list[bool]:
