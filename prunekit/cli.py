@@ -19,6 +19,8 @@ commands:
                            -m sweeps comma-separated values; --cfg job prints the composed config;
                            --help shows Hydra's help with every config group
   list                     the datasets, models, methods, schedules and experiments, one line each
+  report DIR [DIR ...]     tables (md, csv, tex) and figures over the runs below the folders, seeds as
+                           replicates, the paper's numbers beside ours; --rows/--cols/--metric pivot, --out
   explain RUN_DIR          rebuild a run's interpretability figures from its checkpoint (MLP models)
 
 Add debug=true (or set PRUNEKIT_DEBUG=1) to see the traceback behind an error."""
@@ -91,7 +93,11 @@ def _dispatch(argv: list[str], debug: bool) -> int:
         return _list()
     if command == "explain":
         return _explain(rest)
-    raise UserError(f"unknown command {command!r}; choose one of: train, list, explain (prunekit --help)")
+    if command == "report":
+        from prunekit.report import main as report
+
+        return report(rest)
+    raise UserError(f"unknown command {command!r}; choose one of: train, list, report, explain (prunekit --help)")
 
 
 def main(argv: list[str] | None = None) -> int:

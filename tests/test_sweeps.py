@@ -1,9 +1,13 @@
 """Sweeps: parallel on one machine (joblib), through submitit (the SLURM path, run locally), resumable, and a
 failing job that never takes the others down."""
+import csv
+import statistics
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import corrupt_idx, read_metrics, read_summary
+from test_data import write_mnist
 from prunekit.config import config_dir, register_schemas
 from prunekit.sweeps import threads_per_job
 
@@ -49,31 +53,59 @@ def test_the_slurm_preset_composes_and_every_key_can_be_overridden():
     assert (launcher.cpus_per_task, launcher.mem_gb, launcher.array_parallelism) == (8, 32, 16)
 
 
-def test_an_interrupted_sweep_runs_only_the_missing_jobs(cli, tmp_path, monkeypatch):
+def test_an_interrupted_sweep_runs_only_the_missing_jobs_and_reports_every_group(cli, tmp_path, monkeypatch):
     from prunekit import pipeline
 
-    args = ("train", "-m", "method=magnitude,random", "method.sparsity=0.5,0.8", *QUICK, "hydra.sweep.dir=sweep")
+    args = ("train", "-m", "method=magnitude,random", "method.sparsity=0.5,0.8", "seed=0,1", *QUICK,
+            "hydra.sweep.dir=sweep")
     original, calls = pipeline.Run.execute, []
 
     def execute_then_stop(self):
         calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # Ctrl-C in the third job, before its first checkpoint
+        if len(calls) == 6:
+            raise KeyboardInterrupt  # Ctrl-C in the sixth job, before its first checkpoint
         return original(self)
 
     monkeypatch.setattr(pipeline.Run, "execute", execute_then_stop)
     code, _, err = cli(*args)
     monkeypatch.setattr(pipeline.Run, "execute", original)
     assert code == 130 and "the same command continues the sweep" in err
-    finished = {n: (tmp_path / "sweep" / str(n) / "summary.json").stat().st_mtime_ns for n in (0, 1)}
+    finished = {n: (tmp_path / "sweep" / str(n) / "summary.json").stat().st_mtime_ns for n in range(5)}
     code, out, err = cli(*args)
     assert code == 0, err
-    assert "4 jobs: 2 finished (skipped), 0 resumed, 2 to run" in out
-    assert {n: (tmp_path / "sweep" / str(n) / "summary.json").stat().st_mtime_ns for n in (0, 1)} == finished
-    for n in (2, 3):
+    assert "8 jobs: 5 finished (skipped), 0 resumed, 3 to run" in out
+    assert {n: (tmp_path / "sweep" / str(n) / "summary.json").stat().st_mtime_ns for n in range(5)} == finished
+    for n in range(5, 8):
         assert len([r for r in read_metrics(tmp_path / "sweep" / str(n)) if r.get("event") == "done"]) == 1
-    code, out, _ = cli(*args)  # nothing left to do
-    assert code == 0 and "4 finished (skipped)" in out
+    assert "8 finished (skipped)" in cli(*args)[1]  # nothing left to do
+
+    code, out, err = cli("report", "sweep")
+    assert code == 0, err
+    summaries = [read_summary(tmp_path / "sweep" / str(n)) for n in range(8)]
+    rows = list(csv.DictReader((tmp_path / "sweep" / "report" / "table.csv").read_text().splitlines()))
+    assert len(rows) == 4
+    for row in rows:
+        group = [s["accuracy"] * 100 for s in summaries
+                 if s["method"] == row["method.name"] and s["sparsity_target"] == float(row["method.sparsity"])]
+        assert row["accuracy (%) n"] == "2"
+        assert float(row["accuracy (%) mean"]) == pytest.approx(statistics.mean(group))
+        assert float(row["accuracy (%) std"]) == pytest.approx(statistics.stdev(group))
+    for name in ("table.md", "table.tex", "accuracy_vs_density.png", "accuracy_vs_density.pdf",
+                 "accuracy_vs_flops.png", "accuracy_vs_flops.pdf"):
+        assert (tmp_path / "sweep" / "report" / name).stat().st_size > 0
+
+
+def test_the_gumbel_presets_paper_block_prints_beside_the_measured_cell(cli, tmp_path):
+    write_mnist(tmp_path / "mnist", gz=True, n_train=200, n_test=50)
+    code, _, err = cli("train", "experiment=gumbel_mnist", f"data.root={tmp_path / 'mnist'}", "prune.epochs=1",
+                       "finetune.epochs=0", "latency=false", "hydra.run.dir=run")
+    assert code == 0, err
+    code, out, err = cli("report", "run")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "claimed, no number" in line)
+    ours = read_summary(tmp_path / "run")["accuracy"] * 100
+    assert "0.9985" in line and "gumbel" in line and f"{ours:.2f}" in line  # the published cell beside ours
+    assert "Neural Network Pruning by Gradient Descent" in out
 
 
 def test_resume_true_belongs_to_single_runs(cli):

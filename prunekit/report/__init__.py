@@ -1,0 +1,98 @@
+"""``prunekit report DIR [DIR ...]``: the runs below some folders as tables, figures and a paper comparison.
+
+Runs are grouped by every config key that varies except the seed (seeds are replicates); each group
+gets the mean, sample standard deviation and count of its metrics. The report goes into
+``<first DIR>/report/`` (or ``--out DIR``): table.md, table.csv, table.tex, accuracy_vs_density and
+accuracy_vs_flops as PNG and PDF (one of each per dataset when datasets are mixed), and paper.md when
+the runs carry an experiment's ``paper:`` block. Every problem with the input is a UserError.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from prunekit.errors import UserError, warn
+from prunekit.report.folder import REPORT, ReportFolder
+from prunekit.report.formats import csv_text, latex, markdown, rich_table
+from prunekit.report.groups import datasets, group_runs, resolve_key, varying_keys
+from prunekit.report.metrics import ACCURACY, resolve_metric
+from prunekit.report.paper import compare, paper_blocks
+from prunekit.report.plots import figures
+from prunekit.report.runs import find_runs
+from prunekit.report.tables import pivot_table, summary_table
+
+__all__ = ["main"]
+UNBOUNDED_WIDTH = 1000  # characters: wider than any table, so that rich never shortens a cell
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line UserErrors, not usage text and an exit."""
+
+    def error(self, message: str):
+        raise UserError(f"report: {message} (prunekit report --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="prunekit report", description=(
+        "Tables (md, csv, tex), figures and a comparison with the paper for the runs below DIR: runs are "
+        "grouped by every config key that varies except the seed, seeds are averaged."))
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders of runs or sweeps")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="the report folder (default: report/ in the "
+                        "first DIR); it may hold no other files")
+    parser.add_argument("--rows", metavar="KEY", help="pivot: config key of the rows, e.g. method.sparsity")
+    parser.add_argument("--cols", metavar="KEY", help="pivot: config key of the columns, e.g. method.name")
+    parser.add_argument("--metric", metavar="NAME", help="pivot: the summary.json number in the cells (accuracy)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run ``prunekit report`` with ``argv`` (the arguments after ``report``); returns 0.
+
+    Raises UserError, one line, for bad arguments, folders without runs, an unknown key or metric, and
+    a report folder holding files it did not write.
+    """
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # --help printed the help
+        return int(stop.code or 0)
+    if (args.rows is None) != (args.cols is None) or (args.metric and args.rows is None):
+        raise UserError("report: a pivot needs both --rows KEY and --cols KEY (and optionally --metric NAME)")
+    folder = ReportFolder(args.out if args.out is not None else args.dirs[0] / REPORT)
+    runs = find_runs(args.dirs)
+    finished = [run for run in runs if run.finished]
+    unfinished = [f"unfinished, not aggregated: {run.path}" for run in runs if not run.finished]
+    if not finished:
+        raise UserError(f"nothing to report below {', '.join(map(str, args.dirs))}: no run there has a "
+                        f"readable summary.json ({len(unfinished)} unfinished)")
+    names = datasets(finished)
+    if len(names) > 1:
+        warn(f"the runs are of {len(names)} datasets ({', '.join(names)}); they are reported per dataset")
+    keys = varying_keys(finished)
+    groups = group_runs(finished, keys)
+    if args.rows is None:
+        table = summary_table(groups, keys)
+    else:
+        rows, cols = (resolve_key(name, finished, keys, option) for name, option in
+                      ((args.rows, "--rows"), (args.cols, "--cols")))
+        metric = resolve_metric(args.metric, groups) if args.metric else ACCURACY
+        table = pivot_table(groups, keys, rows, cols, metric)
+    table.notes += unfinished
+    comparisons = [compare(paper, members) for paper, members in paper_blocks(runs)]
+
+    # A terminal's tables fit its width; a pipe or log file has none, and gets them whole, as table.md.
+    console = Console(width=None if sys.stdout.isatty() else UNBOUNDED_WIDTH)
+    for shown in [table, *comparisons]:
+        console.print(rich_table(shown))
+    folder.write_text("table.md", markdown(table))
+    folder.write_text("table.csv", csv_text(table))
+    folder.write_text("table.tex", latex(table))
+    if comparisons:
+        folder.write_text("paper.md", "\n".join(markdown(comparison) for comparison in comparisons))
+    for stem, fig in figures(groups).items():
+        folder.write_figure(stem, fig)
+    folder.remove_stale()
+    console.print(f"wrote {', '.join(folder.written)} into {folder.path}", highlight=False, soft_wrap=True)
+    return 0
