@@ -160,6 +160,7 @@ class TrainConfig:
     eval_batch_size: int = ranged(1024, 1)
     compact: bool = True  # make the pruned network physically smaller before fine-tuning (compact.pt)
     latency: bool = True  # time the dense, masked and compact networks at the end (median after warm-up)
+    figures: bool = True  # the method's figures at the end (large sweeps may skip them; prunekit explain draws them later)
     cache_dir: str = "${oc.env:PRUNEKIT_CACHE,'~/.cache/prunekit/dense'}"
     paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 

@@ -81,11 +81,13 @@ def test_explain_works_on_a_run_whose_inputs_were_narrowed(cli, tmp_path):
     assert read_summary(tmp_path / "run")["inputs_used"] <= 16  # 25% of the 64 pixels are still fed
 
 
-def test_compaction_and_latency_can_be_switched_off(cli, tmp_path):
-    assert cli("train", "method.granularity=unit", *QUICK, "compact=false", "latency=false", "hydra.run.dir=r")[0] == 0
+def test_compaction_latency_and_figures_can_be_switched_off(cli, tmp_path):
+    assert cli("train", "method.granularity=unit", *QUICK, "compact=false", "latency=false", "figures=false",
+               "hydra.run.dir=r")[0] == 0
     summary = read_summary(tmp_path / "r")
     assert not (tmp_path / "r" / "checkpoints" / "compact.pt").exists()
     assert "params_compact" not in summary and not any(k.startswith("latency") for k in summary)
+    assert not list((tmp_path / "r" / "figures").iterdir()) and "inputs_used" not in summary
 
 
 def test_a_learning_rate_cycle_needs_a_stepped_schedule(cli, tmp_path):

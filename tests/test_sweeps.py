@@ -11,7 +11,7 @@ from test_data import write_mnist
 from prunekit.config import config_dir, register_schemas
 from prunekit.sweeps import threads_per_job
 
-QUICK = ("train.epochs=2", "prune.epochs=1", "finetune.epochs=1", "latency=false")
+QUICK = ("train.epochs=2", "prune.epochs=1", "finetune.epochs=1", "latency=false", "figures=false")
 
 
 def test_a_joblib_sweep_finishes_the_jobs_that_did_not_fail(cli, tmp_path):

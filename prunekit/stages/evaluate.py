@@ -60,9 +60,10 @@ class Evaluate:
             counts["inputs_kept_fraction"] = state.data.fraction_kept
         if cfg.latency:
             counts.update(_latency(run, state, full))
-        method = state.method or get_method_class(cfg.method.name)(cfg.method, state.model, state.masks,
-                                                                   state.data, cfg.seed)
-        counts.update(method.report(full, state.spec.input_shape, run.dir.figures))
+        if cfg.figures:
+            method = state.method or get_method_class(cfg.method.name)(cfg.method, state.model, state.masks,
+                                                                       state.data, cfg.seed)
+            counts.update(method.report(full, state.spec.input_shape, run.dir.figures))
         config = OmegaConf.to_container(cfg, resolve=True)
         save_pruned(run.dir.checkpoint("pruned"), full, state.spec, config)
         if compaction is not None:
