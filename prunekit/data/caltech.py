@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from torchvision.datasets import Caltech101
 
-from prunekit.data.source import Source, data_root, reason
+from prunekit.data.source import Source, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def _write_cache(path: Path, payload: dict) -> None:
 def _download(cfg: DictConfig) -> None:
     root = data_root(cfg)
     try:
-        Caltech101(str(root), download=True)
+        torchvision_dataset("Caltech101")(str(root), download=True)
     except (RuntimeError, OSError) as error:
         raise UserError(
             f"caltech101: download to {root / 'caltech101'} failed ({reason(error)}); copy torchvision's "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from prunekit.data.source import Source, check_label_range, data_root, reason
+from prunekit.data.source import Source, check_label_range, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError
 
 LABEL_KEYS = ("labels", "fine_labels")  # CIFAR-10's key, else CIFAR-100's (its 100 classes, not the 20 coarse)
@@ -29,8 +29,12 @@ class CifarSet:
     """One CIFAR variant: its title, torchvision class (file names, folder, download) and number of classes."""
 
     title: str
-    torchvision_class: type
+    torchvision_name: str  # the torchvision dataset class (its folder name and downloader), imported when used
     num_classes: int
+
+    @property
+    def torchvision_class(self) -> type:
+        return torchvision_dataset(self.torchvision_name)
 
     def files(self, root: Path, train: bool | None = None) -> list[Path]:
         """The batch files under ``root``: train or test ones, or all (None), in torchvision's order."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from prunekit.data.source import Source, check_label_range, data_root, reason
+from prunekit.data.source import Source, check_label_range, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError
 
 FILES = {  # role -> (file name without .gz, number of dimensions)
@@ -41,12 +41,16 @@ class IdxSet:
     """One IDX-file dataset: its title, torchvision class (folder name, download) and how to get it offline."""
 
     title: str
-    torchvision_class: type
+    torchvision_name: str  # the torchvision dataset class (its folder name and downloader), imported when used
     how_to_get: str
+
+    @property
+    def torchvision_class(self) -> type:
+        return torchvision_dataset(self.torchvision_name)
 
     def folders(self, root: Path) -> list[Path]:
         """Where the files may lie, in the order searched."""
-        return [root, root / self.torchvision_class.__name__ / "raw"]
+        return [root, root / self.torchvision_name / "raw"]
 
     def find(self, root: Path) -> dict[str, Path] | None:
         """Paths of the four files in the first folder that holds them all (uncompressed preferred), or None."""

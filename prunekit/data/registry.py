@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
-from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 
 from prunekit.config import choice
 from prunekit.data import caltech, digits, synthetic
@@ -26,14 +25,14 @@ class DatasetSpec:
     check: Callable[[DictConfig], None] | None = None
 
 
-_MNIST = IdxSet("mnist", MNIST, "copy the four IDX files of MNIST into data.root")
+_MNIST = IdxSet("mnist", "MNIST", "copy the four IDX files of MNIST into data.root")
 _FASHION_MNIST = IdxSet(
     "fashion_mnist",
-    FashionMNIST,
+    "FashionMNIST",
     "install them with `apt-get install dataset-fashion-mnist` and set data.root=/usr/share/datasets/fashion-mnist",
 )
-_CIFAR10 = CifarSet("cifar10", CIFAR10, 10)
-_CIFAR100 = CifarSet("cifar100", CIFAR100, 100)
+_CIFAR10 = CifarSet("cifar10", "CIFAR10", 10)
+_CIFAR100 = CifarSet("cifar100", "CIFAR100", 100)
 
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(

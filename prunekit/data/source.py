@@ -51,6 +51,14 @@ def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
 
 
+def torchvision_dataset(name: str) -> type:
+    """torchvision's dataset class ``name``, imported on first use: torchvision takes over a second to
+    import, which runs on MLPs and bundled data never need."""
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, name)
+
+
 def data_root(cfg: DictConfig) -> Path:
     """``data.root`` with ``~`` expanded."""
     return Path(cfg.root).expanduser()

@@ -11,7 +11,6 @@ import math
 
 import torch
 from omegaconf import DictConfig
-from sklearn.datasets import make_classification
 
 from prunekit.data.source import Source
 from prunekit.errors import UserError
@@ -32,6 +31,8 @@ def check(cfg: DictConfig) -> None:
 
 def load(cfg: DictConfig) -> Source:
     """The generated table (float32 N x F, or N x shape) with a fixed test split."""
+    from sklearn.datasets import make_classification  # here, not at the top: scikit-learn takes most of a second to import
+
     check(cfg)
     try:
         x, y = make_classification(

@@ -7,6 +7,7 @@ forward order, which the per-layer tables and pathway figures rely on.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, NamedTuple
 
 from omegaconf import DictConfig
@@ -14,8 +15,6 @@ from torch import nn
 
 from prunekit.config import choice
 from prunekit.models.mlp import build_mlp
-from prunekit.models.resnet import build_resnet18
-from prunekit.models.vgg import build_vgg16
 
 Builder = Callable[[DictConfig, tuple[int, ...], int], nn.Module]
 
@@ -27,10 +26,20 @@ class ModelEntry(NamedTuple):
     description: str
 
 
+def _on_first_use(module: str, function: str) -> Builder:
+    """A builder from ``prunekit.models.<module>``, imported when called: the convolutional families need
+    torchvision, which takes over a second to import, and an MLP run never does."""
+
+    def build(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return getattr(importlib.import_module(f"prunekit.models.{module}"), function)(cfg, input_shape, num_classes)
+
+    return build
+
+
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(build_mlp, "fully connected ReLU network on flattened inputs (default LeNet-300-100)"),
-    "vgg16": ModelEntry(build_vgg16, "VGG-16 with BatchNorm; variant small (32x32 images) or imagenet"),
-    "resnet18": ModelEntry(build_resnet18, "ResNet-18; variant small (3x3 stem, no max-pool) or imagenet"),
+    "vgg16": ModelEntry(_on_first_use("vgg", "build_vgg16"), "VGG-16 with BatchNorm; variant small (32x32 images) or imagenet"),
+    "resnet18": ModelEntry(_on_first_use("resnet", "build_resnet18"), "ResNet-18; variant small (3x3 stem, no max-pool) or imagenet"),
 }
 
 
