@@ -175,7 +175,7 @@ def torchvision_fashion_mnist(root: str | Path, workdir: str | Path, mean: float
     from torchvision.datasets.utils import extract_archive
 
     began = time.perf_counter()
-    found = IdxSet("fashion_mnist", FashionMNIST, "").find(Path(root))
+    found = IdxSet("fashion_mnist", "FashionMNIST", "").find(Path(root))
     if found is None:
         raise SystemExit(f"the four Fashion-MNIST IDX files are not in {root} (apt-get install dataset-fashion-mnist)")
     raw = Path(workdir) / "FashionMNIST" / "raw"
