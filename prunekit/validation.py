@@ -80,4 +80,4 @@ def validate(cfg: DictConfig) -> None:
             f"prune.lr_schedule=cycle starts the learning rate over at each pruning step, but schedule="
             f"{cfg.schedule.name} prunes a little at every update; use schedule=iterative (or one_shot)"
         )
-    get_method_class(cfg.method.name).validate(cfg.method)
+    get_method_class(cfg.method.name).validate(cfg)

@@ -201,3 +201,32 @@ def test_mismatches_are_user_errors(hand_built, tmp_path):
         explain_mlp(hand_built, (1, 8, 8), tmp_path)
     with pytest.raises(UserError, match="no nn.Linear"):
         explain_mlp(nn.Sequential(nn.Conv2d(1, 2, 3)), (1, 4, 4), tmp_path)
+
+
+@pytest.mark.parametrize("columns, symmetric", [((1, 6), True), ((1, 2), False)])
+def test_a_network_trained_on_mirrored_signal_has_a_mirrored_importance_map(columns, symmetric):
+    """The class is the sign of a sum over 8 pixels: in columns 1 and 6 (left-right mirrors) or in columns
+    1 and 2 (left half only). Trained, then pruned to 8 input pixels, the surviving network's importance map
+    must be symmetric in the first case and not in the second."""
+    from omegaconf import OmegaConf
+
+    from prunekit.config import MethodConfig
+    from prunekit.pruning.masks import MaskSet
+    from prunekit.pruning.methods import get_method_class
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 1, 8, 8, generator=generator)
+    y = (x[:, 0, 2:6][:, :, list(columns)].sum((1, 2)) > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(300):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    masks = MaskSet(model)
+    cfg = OmegaConf.merge(OmegaConf.structured(MethodConfig), {"name": "magnitude", "granularity": "input"})
+    get_method_class("magnitude")(cfg, model, masks, None, 0).prune(1 - 8 / 64)
+    grid = feature_importance(surviving_network(model, 64)).path_weight.reshape(8, 8)
+    score = mirror_score(grid, axis=1)
+    assert score >= 0.8 if symmetric else score <= 0.2, score

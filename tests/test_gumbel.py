@@ -288,3 +288,29 @@ def test_method_config_composes_and_command_line_overrides_win(cli):
             assert cfg.paper.arxiv == "2311.12526" and list(cfg.model.hidden) == [300, 100]
             cfg = compose("train", overrides=[f"experiment={preset}", "method.sparsity=0.995", "prune.epochs=1"])
             assert (cfg.method.sparsity, cfg.prune.epochs) == (0.995, 1)
+
+
+def test_a_run_from_scratch_has_no_dense_accuracy_and_explain_redraws_its_figures(cli, tmp_path):
+    assert cli("train", "method=gumbel", "prune.epochs=3", "finetune.epochs=1", "hydra.run.dir=g")[0] == 0
+    summary = read_summary(tmp_path / "g")
+    assert "dense_accuracy" not in summary  # train.epochs=0: no dense network was trained
+    assert (summary["sparsity_target"], summary["target"]) == (0.99, "scheduled")
+    for png in (tmp_path / "g" / "figures").glob("*.png"):
+        png.unlink()
+    code, _, err = cli("explain", "g")
+    assert code == 0, err
+    assert all((tmp_path / "g" / "figures" / f"{name}.png").stat().st_size > 0
+               for name in ("importance", "symmetry", "pathways"))
+
+
+def test_emergent_density_is_reported_as_reached_not_as_targeted(cli, tmp_path):
+    assert cli("train", "method=gumbel", "method.target=emergent", "prune.epochs=2", "finetune.epochs=0",
+               "hydra.run.dir=e")[0] == 0
+    summary = read_summary(tmp_path / "e")
+    assert summary["sparsity_target"] is None and summary["target"] == "emergent"
+    assert 0 < summary["density"] <= 1
+
+
+def test_gumbel_without_a_pruning_stage_is_refused(cli, tmp_path):
+    code, _, err = cli("train", "method=gumbel", "prune.epochs=0")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "prune.epochs" in err

@@ -36,9 +36,13 @@ class PruningMethod(TrainHook):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        """Raise UserError for settings this method cannot honour (called before any run starts, after
-        the schema's own checks of keys, types and ranges: prunekit/validation.py)."""
-        choice(cfg.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
+        """Raise UserError for settings of the whole run config ``cfg`` that this method cannot honour
+        (called before any run starts, after the schema's own checks: prunekit/validation.py)."""
+        choice(cfg.method.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
+
+    def summary_entries(self) -> dict:
+        """What the method aimed at, for summary.json: by default the requested sparsity."""
+        return {"sparsity_target": self.cfg.sparsity}
 
     def scores(self) -> dict[str, torch.Tensor]:
         """Importance per group, higher is kept, shaped as ``masks.groups_alive(granularity)``."""

@@ -27,6 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from prunekit.config import choice
+from prunekit.errors import UserError
 from prunekit.pruning.methods import register
 from prunekit.pruning.methods.base import PruningMethod
 from prunekit.pruning.methods.gumbel_gates import GateSet
@@ -55,7 +56,15 @@ class Gumbel(PruningMethod):
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
-        choice(cfg.target, list(TARGETS), "method.target")  # ranges of tau, lam, ... are in the schema
+        choice(cfg.method.target, list(TARGETS), "method.target")  # ranges of tau, lam, ... are in the schema
+        if cfg.prune.epochs == 0:
+            raise UserError("method=gumbel learns its gates during the pruning stage, but prune.epochs=0 would "
+                            "keep a top-k of untrained gates; give prune.epochs >= 1")
+
+    def summary_entries(self) -> dict:
+        if self.cfg.target == "emergent":  # nothing targeted a sparsity: the density emerged from lam
+            return {"sparsity_target": None, "target": "emergent"}
+        return {**super().summary_entries(), "target": "scheduled"}
 
     # -- the pruning stage ---------------------------------------------------------------------------
     def param_groups(self, lr: float) -> list[dict]:
