@@ -248,3 +248,22 @@ def test_bad_input_is_one_user_error(tmp_path):
             r"--metric 'acc' .*choose one of: .*accuracy.*flops_compact")
     refused([sweep, "--rows", "sparsity"], "both --rows KEY and --cols KEY")
     refused([sweep, "--rows", "method", "--cols", "method.name"], "both 'method.name'")
+
+
+def test_choose_picks_by_validation_and_shows_only_the_chosen_test_accuracy(tmp_path, capsys, no_figures):
+    # (method, prune.lr) -> (validation, test): the best test accuracy is never the one validation picks
+    numbers = {("magnitude", 0.01): (0.90, 0.80), ("magnitude", 0.1): (0.85, 0.95),
+               ("random", 0.01): (0.70, 0.90), ("random", 0.1): (0.75, 0.60)}
+    for (method, lr), (val, test) in numbers.items():
+        for seed in (0, 1):
+            run = tmp_path / "tune" / f"{method}-{lr}-{seed}"
+            summary = write_run(run, method, seed=seed, prune={"lr": lr})
+            summary.update(val_accuracy=val + 0.01 * seed, accuracy=test + 0.01 * seed)
+            (run / "summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path / "tune"), "--choose", "prune.lr"]) == 0
+    rows = {row["method.name"]: row for row in read_csv(tmp_path / "tune" / "report" / "table.csv")}
+    assert (rows["magnitude"]["chosen prune.lr"], rows["random"]["chosen prune.lr"]) == ("0.01", "0.1")
+    assert float(rows["magnitude"]["accuracy (%) mean"]) == pytest.approx(80.5)
+    assert float(rows["random"]["accuracy (%) mean"]) == pytest.approx(60.5)
+    assert rows["magnitude"]["candidates"] == "2"
+    refused([str(tmp_path / "tune"), "--choose", "prune.lr", "--rows", "method", "--cols", "seed"], "--choose")

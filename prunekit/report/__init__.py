@@ -22,6 +22,7 @@ from prunekit.report.metrics import ACCURACY, resolve_metric
 from prunekit.report.paper import compare, paper_blocks
 from prunekit.report.plots import figures
 from prunekit.report.runs import find_runs
+from prunekit.report.selection import chosen_table
 from prunekit.report.tables import pivot_table, summary_table
 
 __all__ = ["main"]
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", metavar="KEY", help="pivot: config key of the rows, e.g. method.sparsity")
     parser.add_argument("--cols", metavar="KEY", help="pivot: config key of the columns, e.g. method.name")
     parser.add_argument("--metric", metavar="NAME", help="pivot: the summary.json number in the cells (accuracy)")
+    parser.add_argument("--choose", metavar="KEY[,KEY]", help="tuned keys (e.g. prune.lr): per combination of the "
+                        "other settings, keep the value with the best mean validation accuracy and show its test "
+                        "accuracy only")
     return parser
 
 
@@ -60,6 +64,8 @@ def main(argv: list[str]) -> int:
         return int(stop.code or 0)
     if (args.rows is None) != (args.cols is None) or (args.metric and args.rows is None):
         raise UserError("report: a pivot needs both --rows KEY and --cols KEY (and optionally --metric NAME)")
+    if args.choose and args.rows:
+        raise UserError("report: --choose and a pivot (--rows/--cols) are two different tables; give one of them")
     folder = ReportFolder(args.out if args.out is not None else args.dirs[0] / REPORT)
     runs = find_runs(args.dirs)
     finished = [run for run in runs if run.finished]
@@ -72,7 +78,10 @@ def main(argv: list[str]) -> int:
         warn(f"the runs are of {len(names)} datasets ({', '.join(names)}); they are reported per dataset")
     keys = varying_keys(finished)
     groups = group_runs(finished, keys)
-    if args.rows is None:
+    if args.choose:
+        tuned = [resolve_key(name, finished, keys, "--choose") for name in args.choose.split(",")]
+        table = chosen_table(groups, keys, tuned)
+    elif args.rows is None:
         table = summary_table(groups, keys)
     else:
         rows, cols = (resolve_key(name, finished, keys, option) for name, option in
