@@ -83,7 +83,8 @@ def _parse(block: dict, name: str, runs: list[Run]) -> Paper | None:
                 bad.append(f"{show_value(row)} / {show_value(col)}")
             cells[(row, col)] = _as_number(value)
     scale = block.get("scale", 1)
-    if bad or not cells or _as_number(scale) is None:
+    # An empty table is a statement (the paper publishes nothing for this setting), not a malformed one.
+    if bad or not isinstance(table, dict) or _as_number(scale) is None:
         warn(f"{name} is not of the form `table: {{row value: {{column value: number or null}}}}` with a "
              f"numeric scale (wrong at: {', '.join(bad) or 'table or scale'}); no comparison with the paper")
         return None
@@ -132,7 +133,7 @@ def _line(paper: Paper, row: Any, col: Any, setting: list[str], cell: tuple | No
 
 
 def _cells_text(cells: list[tuple]) -> str:
-    ordered = sorted(cells, key=_cell_order)
+    ordered = sorted(set(cells), key=_cell_order)  # a cell measured under several other settings is one cell
     return "; ".join(f"{show_value(row)} / {show_value(col)}" for row, col in ordered) or "none"
 
 
