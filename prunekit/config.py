@@ -103,7 +103,8 @@ class ConvNetConfig(ModelConfig):
 @dataclass
 class MethodConfig:
     name: str = MISSING
-    sparsity: float = ranged(0.9, **FRACTION)  # fraction of prunable groups removed (weights, or units for unit granularity)
+    # fraction of prunable groups removed (weights, or units for unit granularity)
+    sparsity: float = ranged(0.9, **FRACTION)
     granularity: str = "weight"  # weight | unit | input | block
     scope: str = "global"  # global: one threshold over all layers; layer: the same fraction per layer
     # Layer-collapse guard: the fewest groups every prunable layer keeps. >= 1: a count (units, input
@@ -120,7 +121,8 @@ class GumbelConfig(MethodConfig):
     tau: float = ranged(3.0, **POSITIVE)  # Gumbel-Softmax temperature
     tau_final: Optional[float] = ranged(None, **POSITIVE)  # anneal tau geometrically to this; null: fixed tau
     gate_lr: float = ranged(0.1, **POSITIVE)  # learning rate of the keep-minus-drop logits (weights use the stage's lr)
-    init_keep: float = ranged(0.95, 0.0, 1.0, low_open=True, high_open=True)  # starting keep probability sigmoid(keep - drop)
+    # starting keep probability sigmoid(keep - drop)
+    init_keep: float = ranged(0.95, 0.0, 1.0, low_open=True, high_open=True)
 
 
 @dataclass
@@ -160,7 +162,7 @@ class TrainConfig:
     eval_batch_size: int = ranged(1024, 1)
     compact: bool = True  # make the pruned network physically smaller before fine-tuning (compact.pt)
     latency: bool = True  # time the dense, masked and compact networks at the end (median after warm-up)
-    figures: bool = True  # the method's figures at the end (large sweeps may skip them; prunekit explain draws them later)
+    figures: bool = True  # the method's figures at the end (big sweeps may skip them; prunekit explain draws them)
     cache_dir: str = "${oc.env:PRUNEKIT_CACHE,'~/.cache/prunekit/dense'}"
     paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 

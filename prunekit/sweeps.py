@@ -44,7 +44,8 @@ def job_status(job_dir: Path, cfg: DictConfig, number: int) -> str:
     try:
         saved = OmegaConf.to_container(OmegaConf.load(saved_config), resolve=True)
     except Exception as err:  # noqa: BLE001 - an unreadable record cannot prove it is the same job
-        raise UserError(f"{saved_config} cannot be read ({type(err).__name__}); choose another hydra.sweep.dir") from err
+        raise UserError(f"{saved_config} cannot be read ({type(err).__name__}); "
+                        "choose another hydra.sweep.dir") from err
     current = comparable(cfg)
     differing = _differs({k: v for k, v in saved.items() if k in current}, current)
     if differing:

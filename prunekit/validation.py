@@ -17,8 +17,8 @@ from prunekit.config import choice
 from prunekit.errors import UserError
 from prunekit.pruning.methods import get_method_class
 
-FREE_FORM = ("paper",)
-STEPPED_SCHEDULES = ("iterative", "one_shot")  # schedules whose pruning steps a learning-rate cycle can follow  # an experiment's published table: any keys, read only by reports
+FREE_FORM = ("paper",)  # an experiment's published table: any keys, read only by reports
+STEPPED_SCHEDULES = ("iterative", "one_shot")  # schedules whose pruning steps a learning-rate cycle can follow
 
 
 def _schema_fields(node: DictConfig) -> dict[str, dataclasses.Field] | None:

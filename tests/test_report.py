@@ -163,7 +163,7 @@ def test_paper_block_is_compared_cell_by_cell(tmp_path, capsys, no_figures):
     mean, std = statistics.mean(accuracy), statistics.stdev(accuracy)
     assert f"| 0.5 | magnitude | 91.25 | {mean:.2f} ± {std:.2f} (2) | {mean - 91.25:+.2f} |" in paper
     random = statistics.mean(100 * s["accuracy"] for s in summaries[("random", 0.8)])
-    assert f"| 0.8 | random | 20.00 | " in paper and f"| {random - 20:+.2f} |" in paper
+    assert "| 0.8 | random | 20.00 | " in paper and f"| {random - 20:+.2f} |" in paper
     assert "| 0.50 | gumbel | claimed, no number | - | - |" in paper
     assert "published cells without a measured counterpart: 0.50 / gumbel" in paper
     assert "measured cells without a published number: 0.5 / random; 0.8 / magnitude" in paper

@@ -67,8 +67,8 @@ class PrunekitSweeper(BasicSweeper):
             if planned[number] is None:
                 number += 1
                 continue
-            end = number
-            while end < len(planned) and planned[end] is not None and end - number < (self.max_batch_size or len(planned)):
+            end, limit = number, self.max_batch_size or len(planned)
+            while end < len(planned) and planned[end] is not None and end - number < limit:
                 end += 1
             batch = planned[number:end]
             self.validate_batch_is_legal(batch)

@@ -17,7 +17,7 @@ SPLIT_SEED = 0
 
 def load(cfg: DictConfig) -> Source:
     """The digits as uint8 1 x 8 x 8 images with a fixed test split."""
-    from sklearn.datasets import load_digits  # here, not at the top: scikit-learn takes most of a second to import
+    from sklearn.datasets import load_digits  # here, not at the top: scikit-learn is slow to import
 
     bunch = load_digits()
     # Pixels are 0..16; rescaling to 0..255 (0 and 16 exactly, the rest rounded) makes digits uint8 like

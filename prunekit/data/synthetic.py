@@ -31,7 +31,7 @@ def check(cfg: DictConfig) -> None:
 
 def load(cfg: DictConfig) -> Source:
     """The generated table (float32 N x F, or N x shape) with a fixed test split."""
-    from sklearn.datasets import make_classification  # here, not at the top: scikit-learn takes most of a second to import
+    from sklearn.datasets import make_classification  # here, not at the top: scikit-learn is slow to import
 
     check(cfg)
     try:

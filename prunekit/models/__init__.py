@@ -38,8 +38,10 @@ def _on_first_use(module: str, function: str) -> Builder:
 
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(build_mlp, "fully connected ReLU network on flattened inputs (default LeNet-300-100)"),
-    "vgg16": ModelEntry(_on_first_use("vgg", "build_vgg16"), "VGG-16 with BatchNorm; variant small (32x32 images) or imagenet"),
-    "resnet18": ModelEntry(_on_first_use("resnet", "build_resnet18"), "ResNet-18; variant small (3x3 stem, no max-pool) or imagenet"),
+    "vgg16": ModelEntry(_on_first_use("vgg", "build_vgg16"),
+                        "VGG-16 with BatchNorm; variant small (32x32 images) or imagenet"),
+    "resnet18": ModelEntry(_on_first_use("resnet", "build_resnet18"),
+                           "ResNet-18; variant small (3x3 stem, no max-pool) or imagenet"),
 }
 
 

@@ -232,7 +232,8 @@ def expand(compact_model: nn.Module, original: nn.Module, spec: CompactSpec) -> 
                 full.zero_()
             out, inputs = kept
             if inputs is not None and value.dim() > 1:
-                widened = full.index_select(0, torch.tensor(out, device=full.device)) if out is not None else full.clone()
+                rows = torch.tensor(out, device=full.device) if out is not None else None
+                widened = full.index_select(0, rows) if rows is not None else full.clone()
                 widened.index_copy_(1, torch.tensor(inputs, device=full.device), value)
                 value = widened
             if out is not None:
