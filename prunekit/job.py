@@ -25,6 +25,11 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     output = next((job for job in plan.jobs if str(job.path) == str(run_dir)), None)
+
+    def discard() -> None:
+        if output is not None and not cfg.resume:
+            output.discard()  # nothing half-written: a failed run leaves only what was there before it
+
     threads = threads_per_job(OmegaConf.select(hydra_cfg, "launcher.n_jobs")) if in_sweep else None
     if threads is not None:  # parallel jobs share the cores instead of each taking all of them
         torch.set_num_threads(threads)
@@ -33,8 +38,7 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
     except UserError as err:
         if cfg.debug:
             raise
-        if output is not None and not cfg.resume:
-            output.discard()  # nothing half-written: a failed run leaves only what was there before it
+        discard()
         if not in_sweep:
             print(f"prunekit: error: {err}", file=sys.stderr)
             sys.exit(2)
@@ -47,8 +51,7 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
             print(f"\nprunekit: interrupted; continue with: {resume_command(list(hydra_cfg.overrides.task), run_dir)}",
                   file=sys.stderr)
         else:
-            if output is not None and not cfg.resume:
-                output.discard()
+            discard()
             print("\nprunekit: interrupted before the first checkpoint; nothing was kept", file=sys.stderr)
         sys.exit(130)
 

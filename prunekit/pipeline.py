@@ -40,6 +40,11 @@ def comparable(cfg: DictConfig) -> dict:
     return plain
 
 
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The top-level config keys whose values differ between two plain config dicts."""
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
 def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
     """The last checkpoint of the run being resumed, after checking it was made with this config."""
     path = run_dir.checkpoint("last")
@@ -63,7 +68,7 @@ def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
         raise UserError(f"{path} is not a prunekit last.pt checkpoint (keys missing); it cannot be resumed")
     saved, current = state["config"], comparable(cfg)
     if saved != current:
-        differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        differing = config_differences(saved, current)
         raise UserError(
             f"resume=true but the config differs from the run in {run_dir.root} in: {', '.join(differing)}; "
             "resume with the same overrides"

@@ -25,14 +25,10 @@ from prunekit.rundir import CHECKPOINTS, SUMMARY
 DONE, RESUME, RESTART, FRESH = "done", "resume", "restart", "fresh"
 
 
-def _differs(saved: dict, current: dict) -> list[str]:
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-
-
 def job_status(job_dir: Path, cfg: DictConfig, number: int) -> str:
     """What to do with job ``number`` whose directory is ``job_dir`` and whose config is ``cfg`` (without
     its hydra node): DONE, RESUME, RESTART or FRESH; UserError when the directory holds another run."""
-    from prunekit.pipeline import comparable
+    from prunekit.pipeline import comparable, config_differences
 
     saved_config = job_dir / ".hydra" / "config.yaml"
     present = OutputDir(job_dir, existed=job_dir.is_dir()).present()
@@ -47,7 +43,7 @@ def job_status(job_dir: Path, cfg: DictConfig, number: int) -> str:
         raise UserError(f"{saved_config} cannot be read ({type(err).__name__}); "
                         "choose another hydra.sweep.dir") from err
     current = comparable(cfg)
-    differing = _differs({k: v for k, v in saved.items() if k in current}, current)
+    differing = config_differences({k: v for k, v in saved.items() if k in current}, current)
     if differing:
         raise UserError(f"job {number}'s directory {job_dir} holds a run of another config (differs in: "
                         f"{', '.join(differing)}); the same sweep command continues a sweep, another one needs "

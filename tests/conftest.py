@@ -1,5 +1,6 @@
 """Shared helpers: run the real CLI in-process, in a scratch directory, with a scratch dense cache."""
 import gzip
+import importlib.util
 import json
 from pathlib import Path
 
@@ -65,3 +66,22 @@ def interrupt_after(monkeypatch, checkpoints: int):
 
     monkeypatch.setattr(pipeline.Run, "save_last", save_then_stop)
     return lambda: monkeypatch.setattr(pipeline.Run, "save_last", original)
+
+
+def load_script(name: str):
+    """A script of scripts/ (e.g. "bench_train") imported as a module, so its functions can be tested."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored after it: benchmark scripts may change the count, and on a
+    busy 2-core machine two threads can each wait for the other's time slice."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

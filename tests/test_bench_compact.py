@@ -2,33 +2,22 @@
 Nothing about speed."""
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
-import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_compact.py"
+from conftest import load_script
+
 LAST_LINE = re.compile(r"compact_speedup_vgg16=(\d+\.\d{2})x compact_speedup_resnet18=(\d+\.\d{2})x "
                        r"max_abs_diff=(\d\.\de[+-]\d+)")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_compact", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_compact")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads can each wait for the other's time slice."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_last_line_and_outputs_match(bench, capsys):

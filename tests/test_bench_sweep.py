@@ -3,23 +3,20 @@ directories are read and compared, and the command lines. Nothing about speed (t
 minutes)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_sweep.py"
+from conftest import load_script
+
 LAST_LINE = re.compile(r"joblib_speedup=(\d+\.\d{2})x")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_sweep")
 
 
 def fake_sweep(root: Path, bench, accuracy: float = 0.9, density: float | None = None) -> Path:

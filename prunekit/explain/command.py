@@ -6,16 +6,14 @@ import pickle
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from prunekit.artifacts import load_compact
 from prunekit.errors import UserError
 from prunekit.explain import explain_mlp
 from prunekit.metrics import is_mlp
-from prunekit.models import build_model
-from prunekit.pruning.masks import MaskSet
 from prunekit.rundir import SUMMARY, RunDir, atomic_write_json
+from prunekit.state import ModelSpec
 
 
 def load_pruned(run_dir: RunDir) -> tuple[nn.Module, dict]:
@@ -25,9 +23,8 @@ def load_pruned(run_dir: RunDir) -> tuple[nn.Module, dict]:
         raise UserError(f"no checkpoint at {path}; give the directory of a finished `prunekit train` run")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
-        model_cfg = OmegaConf.create(record["config"]["model"])
-        model = build_model(model_cfg, tuple(record["input_shape"]), record["num_classes"])
-        MaskSet(model)  # the checkpoint carries mask buffers beside the weights
+        spec = ModelSpec(record["config"]["model"], tuple(record["input_shape"]), record["num_classes"])
+        model = spec.build(torch.device("cpu"))  # registers the mask buffers the checkpoint carries
         model.load_state_dict(record["model"])
     except (RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise UserError(f"{path} is not a prunekit checkpoint of this model ({str(err).splitlines()[0]})") from err

@@ -60,9 +60,9 @@ class Evaluate:
             counts["inputs_kept_fraction"] = state.data.fraction_kept
         if cfg.latency:
             counts.update(_latency(run, state, full))
-        method = state.method or get_method_class(cfg.method.name)(cfg.method, state.model, state.masks,
-                                                                   state.data, cfg.seed)
-        if cfg.figures:
+        method_class = get_method_class(cfg.method.name)
+        if cfg.figures:  # a run resumed after pruning builds its method only for the report
+            method = state.method or method_class(cfg.method, state.model, state.masks, state.data, cfg.seed)
             counts.update(method.report(full, state.spec.input_shape, run.dir.figures))
         config = OmegaConf.to_container(cfg, resolve=True)
         save_pruned(run.dir.checkpoint("pruned"), full, state.spec, config)
@@ -79,7 +79,7 @@ class Evaluate:
             # a run that trains from scratch (train.epochs=0) has no dense accuracy to report
             **({"dense_accuracy": state.dense_metrics["test"]["accuracy"]} if cfg.train.epochs > 0 else {}),
             "dense_cache_hit": state.dense_hit,
-            **state.measured, **counts, **method.summary_entries(),
+            **state.measured, **counts, **method_class.summary_entries(cfg.method),
             "seconds": {**state.seconds, "total": sum(state.seconds.values())},
         }
         run.dir.write_summary(summary)

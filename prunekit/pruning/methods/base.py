@@ -40,9 +40,10 @@ class PruningMethod(TrainHook):
         (called before any run starts, after the schema's own checks: prunekit/validation.py)."""
         choice(cfg.method.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
 
-    def summary_entries(self) -> dict:
-        """What the method aimed at, for summary.json: by default the requested sparsity."""
-        return {"sparsity_target": self.cfg.sparsity}
+    @classmethod
+    def summary_entries(cls, cfg: DictConfig) -> dict:
+        """What the method (config node ``cfg``) aimed at, for summary.json: by default the requested sparsity."""
+        return {"sparsity_target": cfg.sparsity}
 
     def scores(self) -> dict[str, torch.Tensor]:
         """Importance per group, higher is kept, shaped as ``masks.groups_alive(granularity)``."""

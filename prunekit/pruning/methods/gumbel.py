@@ -61,10 +61,11 @@ class Gumbel(PruningMethod):
             raise UserError("method=gumbel learns its gates during the pruning stage, but prune.epochs=0 would "
                             "keep a top-k of untrained gates; give prune.epochs >= 1")
 
-    def summary_entries(self) -> dict:
-        if self.cfg.target == "emergent":  # nothing targeted a sparsity: the density emerged from lam
+    @classmethod
+    def summary_entries(cls, cfg: DictConfig) -> dict:
+        if cfg.target == "emergent":  # nothing targeted a sparsity: the density emerged from lam
             return {"sparsity_target": None, "target": "emergent"}
-        return {**super().summary_entries(), "target": "scheduled"}
+        return {**super().summary_entries(cfg), "target": "scheduled"}
 
     # -- the pruning stage ---------------------------------------------------------------------------
     def param_groups(self, lr: float) -> list[dict]:
