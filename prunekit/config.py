@@ -65,6 +65,10 @@ class DataConfig:
     download: bool = False
     val_fraction: float = ranged(0.1, **FRACTION)  # carved from train, seeded; the test split is only used at the end
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Keep only some classes (relabelled 0..K-1 in the order given): their labels in the full dataset, or
+    # class_subset=K classes drawn with the run's seed. At most one of the two.
+    classes: Optional[list[int]] = ranged(None, 0)
+    class_subset: Optional[int] = ranged(None, 2)
 
 
 @dataclass
@@ -86,12 +90,22 @@ class Caltech101DataConfig(DataConfig):
 @dataclass
 class ModelConfig:
     name: str = MISSING
+    # A state_dict to start from (e.g. a prunekit checkpoints/dense.pt trained on another dataset); the
+    # classifier keeps the rows of the selected classes when the file was trained on a set containing them.
+    weights: Optional[str] = None
 
 
 @dataclass
 class MLPConfig(ModelConfig):
     hidden: list[int] = ranged([300, 100], 1)
     dropout: float = ranged(0.0, **FRACTION)  # dropout after every hidden ReLU; 0 adds no Dropout layer
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    # Convolution widths per block; every convolution is 3x3 with BatchNorm and ReLU, a 2x2 max-pool ends a block.
+    blocks: list[list[int]] = field(default_factory=lambda: [[32, 32], [64, 64], [128]])
+    hidden: int = ranged(128, 1)  # the one hidden Linear layer before the classifier
 
 
 @dataclass
@@ -110,6 +124,23 @@ class MethodConfig:
     # Layer-collapse guard: the fewest groups every prunable layer keeps. >= 1: a count (units, input
     # features or weights); between 0 and 1: a fraction of the layer's groups; 0: no guard.
     min_keep: float = ranged(1.0, 0)
+    normalize: str = "none"  # none | l2 | sum: divide each layer's scores by their L2 norm or sum before ranking
+
+
+@dataclass
+class UnitScoreConfig(MethodConfig):
+    """Methods that score units from the network's response to reference samples (lrp, taylor, gradient)."""
+
+    granularity: str = "unit"
+    # k training samples per class, drawn with the run's seed (the paper's scarce-data setting: 10); null:
+    # one pass over the training split. Scores are recomputed at every pruning step.
+    samples_per_class: Optional[int] = ranged(None, 1)
+    batch_size: int = ranged(256, 1)  # reference samples per forward/backward pass
+
+
+@dataclass
+class LRPConfig(UnitScoreConfig):
+    composite: str = "epsilon_plus"  # epsilon_plus: z+ on convs, epsilon on linear layers; zplus: z+ on both
 
 
 @dataclass
@@ -176,9 +207,12 @@ def register_schemas() -> None:
         ("data", "synthetic", SyntheticDataConfig),
         ("data", "caltech101", Caltech101DataConfig),
         ("model", "mlp", MLPConfig),
+        ("model", "cnn", CNNConfig),
         ("model", "convnet", ConvNetConfig),
         ("method", "base", MethodConfig),
         ("method", "gumbel", GumbelConfig),
+        ("method", "unit_score", UnitScoreConfig),
+        ("method", "lrp", LRPConfig),
         ("schedule", "base", ScheduleConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

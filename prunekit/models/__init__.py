@@ -38,6 +38,8 @@ def _on_first_use(module: str, function: str) -> Builder:
 
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(build_mlp, "fully connected ReLU network on flattened inputs (default LeNet-300-100)"),
+    "cnn": ModelEntry(_on_first_use("cnn", "build_cnn"),
+                      "small VGG-style CNN with BatchNorm for MNIST-sized images (conv widths configurable)"),
     "vgg16": ModelEntry(_on_first_use("vgg", "build_vgg16"),
                         "VGG-16 with BatchNorm; variant small (32x32 images) or imagenet"),
     "resnet18": ModelEntry(_on_first_use("resnet", "build_resnet18"),

@@ -16,7 +16,7 @@ from prunekit.metrics import prunable_layers
 GRANULARITIES = ("weight", "unit", "input", "block")
 
 
-def _following_batchnorm(model: nn.Module) -> dict[str, nn.Module]:
+def following_batchnorm(model: nn.Module) -> dict[str, nn.Module]:
     """Map each prunable layer to the BatchNorm that normalises its output, if one follows it directly.
 
     torchvision's VGG and ResNet (and our small variants) register a conv's BatchNorm right after it,
@@ -42,7 +42,7 @@ class MaskSet(TrainHook):
     def __init__(self, model: nn.Module):
         self.layers = dict(prunable_layers(model))
         self.names = list(self.layers)
-        self.batchnorms = _following_batchnorm(model)
+        self.batchnorms = following_batchnorm(model)
         for module in [*self.layers.values(), *self.batchnorms.values()]:
             for pname in ("weight", "bias"):
                 param = getattr(module, pname, None)
