@@ -125,21 +125,15 @@ class MethodConfig:
     # features or weights); between 0 and 1: a fraction of the layer's groups; 0: no guard.
     min_keep: float = ranged(1.0, 0)
     normalize: str = "none"  # none | l2 | sum: divide each layer's scores by their L2 norm or sum before ranking
-
-
-@dataclass
-class UnitScoreConfig(MethodConfig):
-    """Methods that score units from the network's response to reference samples (lrp, taylor, gradient)."""
-
-    granularity: str = "unit"
-    # k training samples per class, drawn with the run's seed (the paper's scarce-data setting: 10); null:
-    # one pass over the training split. Scores are recomputed at every pruning step.
+    # Reference samples of the methods that score units by the network's response (lrp, taylor, gradient;
+    # the others read no data): k training samples per class drawn with the run's seed (the LRP paper's
+    # scarce-data setting: 10), or null for one pass over the training split. Recomputed at every pruning step.
     samples_per_class: Optional[int] = ranged(None, 1)
-    batch_size: int = ranged(256, 1)  # reference samples per forward/backward pass
+    score_batch_size: int = ranged(256, 1)  # reference samples per forward/backward pass while scoring
 
 
 @dataclass
-class LRPConfig(UnitScoreConfig):
+class LRPConfig(MethodConfig):
     composite: str = "epsilon_plus"  # epsilon_plus: z+ on convs, epsilon on linear layers; zplus: z+ on both
 
 
@@ -211,7 +205,6 @@ def register_schemas() -> None:
         ("model", "convnet", ConvNetConfig),
         ("method", "base", MethodConfig),
         ("method", "gumbel", GumbelConfig),
-        ("method", "unit_score", UnitScoreConfig),
         ("method", "lrp", LRPConfig),
         ("schedule", "base", ScheduleConfig),
     ]:

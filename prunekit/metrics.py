@@ -59,7 +59,7 @@ def _sample(model: nn.Module, input_shape: tuple[int, ...], value: float, dtype:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode for the duration, so BatchNorm statistics are not updated; then each module's own mode."""
     modes = {module: module.training for module in model.modules()}
     model.eval()
@@ -78,7 +78,7 @@ def flops_per_layer(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
     not call gets 0.
     """
     dtype = next(model.parameters()).dtype
-    with _eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(_sample(model, input_shape, 0.0, dtype))
     counts = counter.get_flop_counts()
     # FlopCounterMode names modules by their path below the root, prefixed with the root's class name.

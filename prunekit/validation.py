@@ -52,7 +52,7 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
         if isinstance(value, DictConfig):
             check_schema(value, f"{path}.")
         elif isinstance(value, ListConfig):
-            for index, item in enumerate(value):
+            for index, item in enumerate(value if not value._is_none() else []):
                 _check_value(f"{path}[{index}]", item, spec)
         else:
             _check_value(path, node[key], spec)

@@ -95,7 +95,11 @@ class Dataset:
                 x, y = data.x.index_select(0, index), data.y.index_select(0, index)
             if crop_flip is not None:
                 x = crop_flip.apply(x, start)
-            yield torch.addcmul(self._shift, x.to(torch.float32), self._scale), y
+            yield self.normalise(x), y
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw samples of this dataset (uint8 images or float features) as the network receives them."""
+        return torch.addcmul(self._shift, x.to(torch.float32), self._scale)
 
 
 def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -> Dataset:

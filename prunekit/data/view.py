@@ -62,6 +62,16 @@ class DataView:
     def batches(self, split: str, batch_size: int, **kwargs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The dataset's batches (same arguments as :meth:`Dataset.batches`), reduced to the kept inputs."""
         for x, y in self.dataset.batches(split, batch_size, **kwargs):
-            if self._index is not None:
-                x = x.flatten(1).index_select(1, self._index) if self.flattened else x.index_select(1, self._index)
-            yield x, y
+            yield self._narrow(x), y
+
+    def samples(self, split: str, index: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The samples of ``split`` at positions ``index``, normalised and reduced to the kept inputs, in
+        batches of at most ``batch_size`` (no augmentation: what the network sees at evaluation)."""
+        data = self.dataset.split(split)
+        for chunk in index.to(data.y.device).split(batch_size):
+            yield self._narrow(self.dataset.normalise(data.x.index_select(0, chunk))), data.y.index_select(0, chunk)
+
+    def _narrow(self, x: torch.Tensor) -> torch.Tensor:
+        if self._index is None:
+            return x
+        return x.flatten(1).index_select(1, self._index) if self.flattened else x.index_select(1, self._index)

@@ -84,3 +84,12 @@ def pruning_steps(schedule: DictConfig, target: float, total_steps: int) -> tupl
             points.append(step / total_steps)
             current = sparsity
     return tuple(points)
+
+
+def levels_without_training(schedule: DictConfig, target: float) -> list[float]:
+    """The sparsities a pruning stage without training (``prune.epochs=0``) steps through, in order: the
+    schedule read at ``schedule.steps`` evenly spaced points from its start to its end (one_shot: the
+    target at once; iterative: its equal steps). Scores are recomputed before each."""
+    points = [schedule.start + (schedule.end - schedule.start) * k / schedule.steps for k in range(schedule.steps + 1)]
+    levels = sorted({sparsity_at(schedule, target, t) for t in points} | {target})
+    return [level for level in levels if level > 0]

@@ -17,7 +17,7 @@ from prunekit.cache import DenseCache, dense_key
 from prunekit.engine import build_optimizer, evaluate, train_epoch
 from prunekit.errors import UserError, warn
 from prunekit.pruning.methods import get_method_class
-from prunekit.pruning.schedules import ScheduledPruning, pruning_steps
+from prunekit.pruning.schedules import ScheduledPruning, levels_without_training, pruning_steps
 from prunekit.data.source import reason
 from prunekit.state import RunState
 
@@ -132,8 +132,9 @@ class Prune:
         if resume and resume["state"]["method"] is not None:
             state.method.load_state_dict(resume["state"]["method"])
         state.method.start()
-        if cfg.prune.epochs == 0:
-            state.method.prune(target)  # no training to spread the schedule over: prune at once
+        if cfg.prune.epochs == 0:  # no training to spread the schedule over: its steps follow one another
+            for sparsity in levels_without_training(cfg.schedule, target):
+                state.method.prune(sparsity)
         else:
             total = cfg.prune.epochs * state.data.num_batches("train", cfg.prune.batch_size)
             fit(run, state, "prune", cfg.prune, resume, hooks=[state.method],

@@ -19,9 +19,23 @@ from torch import nn
 from prunekit.config import choice
 from prunekit.engine import TrainHook
 from prunekit.explain import explain_mlp
+from prunekit.explain.units_kept import plot_units_kept
 from prunekit.metrics import is_mlp
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.selection import select_groups
+
+
+NORMALISATIONS = ("none", "l2", "sum")
+
+
+def normalised(scores: dict[str, torch.Tensor], how: str) -> dict[str, torch.Tensor]:
+    """Each layer's scores divided by their L2 norm (``l2``) or their sum (``sum``), or as they are (``none``):
+    criteria whose scale differs between layers are ranked globally on a common footing this way."""
+    if how == "none":
+        return scores
+    norm = (lambda s: s.norm()) if how == "l2" else (lambda s: s.sum())
+    # A layer whose scores are all zero stays all zero rather than turning into NaNs.
+    return {name: s / norm(s).clamp_min(torch.finfo(s.dtype).tiny) for name, s in scores.items()}
 
 
 class PruningMethod(TrainHook):
@@ -39,6 +53,7 @@ class PruningMethod(TrainHook):
         """Raise UserError for settings of the whole run config ``cfg`` that this method cannot honour
         (called before any run starts, after the schema's own checks: prunekit/validation.py)."""
         choice(cfg.method.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
+        choice(cfg.method.normalize, list(NORMALISATIONS), "method.normalize")
 
     @classmethod
     def summary_entries(cls, cfg: DictConfig) -> dict:
@@ -51,9 +66,10 @@ class PruningMethod(TrainHook):
 
     def prune(self, sparsity: float) -> None:
         """Tighten the masks to ``sparsity`` (pruned groups stay pruned), keeping every layer's
-        ``min_keep`` floor."""
+        ``min_keep`` floor; scores are normalised per layer first when ``method.normalize`` asks for it."""
         alive = self.masks.groups_alive(self.cfg.granularity)
-        keep = select_groups(self.scores(), alive, sparsity, self.cfg.scope, self.cfg.min_keep)
+        scores = normalised(self.scores(), self.cfg.normalize)
+        keep = select_groups(scores, alive, sparsity, self.cfg.scope, self.cfg.min_keep)
         self.masks.set_groups(self.cfg.granularity, keep)
 
     def param_groups(self, lr: float) -> list[dict]:
@@ -73,8 +89,14 @@ class PruningMethod(TrainHook):
 
     def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
         """Figures into ``out_dir`` and entries for summary.json, from the final network in its original
-        shapes (pruned weights exactly zero). Every method's pruned MLP gets the interpretability figures."""
-        return explain_mlp(model, input_shape, out_dir) if is_mlp(model) else {}
+        shapes (pruned weights exactly zero). Every method's pruned MLP gets the interpretability figures;
+        unit pruning draws the units (neurons, filters) kept per layer."""
+        entries = {}
+        if self.cfg.granularity == "unit":
+            entries["units_kept"] = plot_units_kept(model, out_dir / "units_kept.png")
+        if is_mlp(model):
+            entries.update(explain_mlp(model, input_shape, out_dir))
+        return entries
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue exactly where it stopped."""
