@@ -21,6 +21,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from prunekit.errors import warn
+from prunekit.models import weights
 from prunekit.rundir import atomic_save
 
 
@@ -29,9 +30,12 @@ def dense_key(cfg: DictConfig, device: torch.device) -> str:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("download")  # how the files arrived does not change them
     data.pop("root")  # the same dataset may sit in several places
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    if model.get("weights") is not None:  # the file's content and classes count, not where it lies
+        model["weights"] = weights.identity(model["weights"])
     identity = {
         "data": data,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": model,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
         "seed": cfg.seed,
         "device": device.type,

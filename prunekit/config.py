@@ -76,7 +76,7 @@ class SyntheticDataConfig(DataConfig):
     samples: int = ranged(2000, 1)
     features: int = ranged(16, 1)
     informative: int = ranged(8, 1)
-    classes: int = ranged(4, 2)
+    num_classes: int = ranged(4, 2)
     shape: list[int] = ranged([], 1)  # e.g. [1, 4, 4] to present features as an image
 
 
@@ -85,6 +85,12 @@ class Caltech101DataConfig(DataConfig):
     image_size: int = ranged(64, 1)  # every image is resized once to image_size x image_size and cached
     test_fraction: float = ranged(0.2, 0.0, 1.0, low_open=True, high_open=True)  # per-class share of the test split
     split_seed: int = ranged(0, 0)  # the split is fixed by this seed, not by the run's seed
+
+
+@dataclass
+class ImageNetDataConfig(DataConfig):
+    # Shorter side resized to image_size * 8 / 7, then a centre crop of image_size (224: the usual 256 -> 224).
+    image_size: int = ranged(224, 1)
 
 
 @dataclass
@@ -111,7 +117,9 @@ class CNNConfig(ModelConfig):
 @dataclass
 class ConvNetConfig(ModelConfig):
     variant: str = "small"  # small: 32x32 inputs (3x3 stem); imagenet: the torchvision network
-    pretrained: bool = False  # torchvision ImageNet weights, classifier replaced for the dataset
+    # torchvision ImageNet weights; the classifier keeps the selected classes' rows on dataset=imagenet and is
+    # replaced for any other dataset (prunekit/models/weights.py)
+    pretrained: bool = False
 
 
 @dataclass
@@ -200,6 +208,7 @@ def register_schemas() -> None:
         ("data", "base", DataConfig),
         ("data", "synthetic", SyntheticDataConfig),
         ("data", "caltech101", Caltech101DataConfig),
+        ("data", "imagenet", ImageNetDataConfig),
         ("model", "mlp", MLPConfig),
         ("model", "cnn", CNNConfig),
         ("model", "convnet", ConvNetConfig),

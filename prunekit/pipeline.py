@@ -15,6 +15,7 @@ from prunekit.data import load_dataset
 from prunekit.data.source import reason
 from prunekit.data.view import DataView
 from prunekit.errors import UserError
+from prunekit.models.weights import start_from
 from prunekit.rundir import SUMMARY, RunDir, atomic_save
 from prunekit.stages import stages_for
 from prunekit.state import ModelSpec, RunState
@@ -100,6 +101,10 @@ class Run:
     def _fresh_state(self, data: DataView) -> RunState:
         spec = ModelSpec(OmegaConf.to_container(self.cfg.model, resolve=True), data.input_shape, data.num_classes)
         model = spec.build(self.device)
+        start = start_from(model, self.cfg.model, data.dataset)
+        if start is not None:  # saved weights: say which, and what the classifier got of them
+            self.console.line(start.line)
+            self.dir.log({"event": "start_weights", **start._asdict()})
         state = RunState(spec, model, None, data)
         state.replace_model(model, spec)
         return state
@@ -118,7 +123,7 @@ class Run:
         cfg = self.cfg
         resume = load_resume_state(cfg, self.dir) if cfg.resume else None
         rng.seed_all(cfg.seed)
-        data = DataView(load_dataset(cfg.data, self.device))
+        data = DataView(load_dataset(cfg.data, self.device, cfg.seed))
         self.dir.write_env(cfg.seed, self.device, self.command)
         self.dir.figures.mkdir(exist_ok=True)
         stages = stages_for(cfg)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig
 
 from prunekit.config import choice
 from prunekit.errors import UserError
+from prunekit.models import weights
 from prunekit.pruning.methods import get_method_class
 
 FREE_FORM = ("paper",)  # an experiment's published table: any keys, read only by reports
@@ -80,4 +81,5 @@ def validate(cfg: DictConfig) -> None:
             f"prune.lr_schedule=cycle starts the learning rate over at each pruning step, but schedule="
             f"{cfg.schedule.name} prunes a little at every update; use schedule=iterative (or one_shot)"
         )
+    weights.check_request(cfg.model)
     get_method_class(cfg.method.name).validate(cfg)

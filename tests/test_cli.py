@@ -89,7 +89,7 @@ def test_fashion_mnist_mlp_at_95_percent_sparsity(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, named", [
-    (["dataset=imagenet"], "imagenet"),
+    (["dataset=svhn"], "svhn"),
     (["model=vgg19"], "vgg19"),
     (["method=magnitud"], "magnitud"),
     (["schedule=cubic"], "cubic"),

@@ -190,7 +190,7 @@ def test_synthetic_rejects_bad_values():
 def test_unknown_name_lists_the_registry():
     assert all(spec.description and "\n" not in spec.description for spec in DATASETS.values())
     with pytest.raises(UserError, match="caltech101"):
-        load_dataset(data_cfg(name="imagenet"), CPU)
+        load_dataset(data_cfg(name="svhn"), CPU)
 
 
 # --- MNIST family: IDX files --------------------------------------------------------------------------

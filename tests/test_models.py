@@ -26,7 +26,7 @@ def first_conv(net: nn.Module) -> nn.Conv2d:
 
 
 def test_registry_lists_every_model_with_a_description():
-    assert set(MODELS) == {"mlp", "vgg16", "resnet18"}
+    assert set(MODELS) == {"mlp", "cnn", "vgg16", "resnet18"}
     assert all(entry.description and "\n" not in entry.description for entry in MODELS.values())
 
 
@@ -126,3 +126,15 @@ def test_pretrained_weights_load_from_the_hub_cache_with_grey_stem_summed_over_r
     assert torch.equal(rgb.conv1.weight, reference.conv1.weight)
     with torch.no_grad():
         assert grey.eval()(torch.zeros(2, 1, 32, 32)).shape == (2, 5)
+
+
+def test_cnn_is_vgg_style_with_batchnorm_after_every_conv_and_refuses_too_many_pools():
+    cfg = OmegaConf.create({"name": "cnn", "blocks": [[32, 32], [64, 64], [128]], "hidden": 128, "weights": None})
+    net = build_model(cfg, (1, 28, 28), 10)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds.count("Conv2d") == 5 and kinds.count("BatchNorm2d") == 5 and kinds.count("MaxPool2d") == 3
+    assert all(kinds[i + 1] == "BatchNorm2d" for i, kind in enumerate(kinds) if kind == "Conv2d")
+    assert net.fc.in_features == 128 * 3 * 3 and net.classifier.in_features == 128
+    with pytest.raises(UserError, match="too small"):
+        build_model(OmegaConf.create({**cfg, "blocks": [[8]] * 5}), (1, 28, 28), 10)

@@ -14,20 +14,18 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from prunekit.data.images import image_files, read_cache, read_images, write_cache
 from prunekit.data.source import Source, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError
 
 log = logging.getLogger(__name__)
 BACKGROUND = "BACKGROUND_Google"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def categories_dir(cfg: DictConfig) -> Path:
@@ -55,65 +53,27 @@ def load(cfg: DictConfig) -> Source:
     if not folder.is_dir():
         _download(cfg)
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name != BACKGROUND)
-    files = [
-        f"{name}/{f.name}"
-        for name in classes
-        for f in sorted((folder / name).iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    files = [f"{name}/{file}" for name in classes for file in image_files(folder / name)]
     if not files:
         raise UserError(f"caltech101: no images (*.jpg) in the class folders of {folder}; the copy is incomplete")
     cache = folder.parent / f"prunekit_cache_{cfg.image_size}.pt"
-    x = _read_cache(cache, files, cfg.image_size)
+    x = read_cache(cache, files, cfg.image_size, "caltech101")
     if x is None:
         x = _resize_all(folder, files, cfg.image_size)
-        _write_cache(cache, {"files": files, "x": x})
+        write_cache(cache, files, x, "caltech101")
     index = {name: i for i, name in enumerate(classes)}
     y = torch.tensor([index[f.split("/")[0]] for f in files], dtype=torch.long)
     return Source.held_out(x, y, len(classes), cfg.test_fraction, cfg.split_seed)
 
 
 def _resize_all(folder: Path, files: list[str], size: int) -> torch.Tensor:
+    """Every image stretched to size x size (the aspect ratio is not kept)."""
     log.info("caltech101: resizing %d images to %dx%d once; later runs read the cache", len(files), size, size)
-    pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    for i, name in enumerate(files):
-        try:
-            with Image.open(folder / name) as image:
-                pixels[i] = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-        except OSError as error:
-            raise UserError(f"{folder / name}: not a readable image ({reason(error)}); replace or delete it") from error
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    return read_images(folder, files, size, _stretch)
 
 
-def _read_cache(path: Path, files: list[str], size: int) -> torch.Tensor | None:
-    if not path.is_file():
-        return None
-    try:
-        cached = torch.load(path, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable cache is simply rebuilt from the images
-        log.warning("caltech101: ignoring unreadable cache %s (%s)", path, error)
-        return None
-    if not isinstance(cached, dict) or cached.get("files") != files:
-        log.info("caltech101: %s was built from other files; rebuilding it", path)
-        return None
-    x = cached.get("x")
-    # The labels come from ``files``, so one image per file, in that order, is what keeps them aligned.
-    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or tuple(x.shape) != (len(files), 3, size, size):
-        log.warning("caltech101: ignoring cache %s, its images do not match its file list; rebuilding it", path)
-        return None
-    return x
-
-
-def _write_cache(path: Path, payload: dict) -> None:
-    # Atomic (temporary file, then rename) so that a concurrent or killed run never leaves half a cache.
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        # A read-only data folder (a shared dataset) only costs the resize on the next run.
-        temporary.unlink(missing_ok=True)
-        log.warning("caltech101: cannot write the cache %s (%s); images will be resized again next run", path, error)
+def _stretch(image: Image.Image, size: int) -> Image.Image:
+    return image.resize((size, size), Image.Resampling.BILINEAR)
 
 
 def _download(cfg: DictConfig) -> None:

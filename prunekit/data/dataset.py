@@ -40,10 +40,16 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, ...]  # (C, H, W) for images, (F,) for tabular data
     is_image: bool
-    mean: torch.Tensor  # per channel (images, in units of 0..1 for uint8) or per feature, from the train split
+    # per channel (images, in units of 0..1 for uint8) or per feature: from the train split, or fixed by the
+    # source (ImageNet's own, which pretrained networks expect)
+    mean: torch.Tensor
     std: torch.Tensor
     crop_padding: int
     hflip: bool
+    # The labels, in the full dataset, of the classes 0..num_classes-1 when only some were kept (data.classes or
+    # data.class_subset), and the full dataset's number of classes; None when every class is kept.
+    classes: list[int] | None = None
+    total_classes: int | None = None
     # Normalisation as one fused multiply-add per batch: x * scale + shift == (x / 255 - mean) / std.
     _scale: torch.Tensor = field(init=False, repr=False)
     _shift: torch.Tensor = field(init=False, repr=False)
@@ -53,6 +59,16 @@ class Dataset:
         shape = (1, -1) + (1,) * (len(self.input_shape) - 1)
         self._scale = (unit / self.std).view(shape)
         self._shift = (-self.mean / self.std).view(shape)
+
+    @property
+    def original_classes(self) -> list[int]:
+        """The labels in the full dataset of the classes 0..num_classes-1."""
+        return list(self.classes) if self.classes is not None else list(range(self.num_classes))
+
+    @property
+    def full_num_classes(self) -> int:
+        """The number of classes of the full dataset, before any selection."""
+        return self.total_classes if self.total_classes is not None else self.num_classes
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (train, val or test)."""
@@ -131,7 +147,10 @@ def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -
         "test": Split(source.test_x, source.test_y),
     }
     splits = {key: Split(s.x.to(device), s.y.to(device)) for key, s in splits.items()}
-    mean, std = channel_stats(splits["train"].x)
+    if source.mean is not None:
+        mean, std = (torch.tensor(values, dtype=torch.float32, device=device) for values in (source.mean, source.std))
+    else:
+        mean, std = channel_stats(splits["train"].x)
     return Dataset(
         name=name,
         **splits,
@@ -142,6 +161,8 @@ def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -
         std=std,
         crop_padding=cfg.augment.crop_padding,
         hflip=cfg.augment.hflip,
+        classes=source.classes,
+        total_classes=source.total_classes,
     )
 
 

@@ -8,8 +8,9 @@ import torch
 from omegaconf import DictConfig
 
 from prunekit.config import choice
-from prunekit.data import caltech, digits, synthetic
+from prunekit.data import caltech, digits, imagenet, synthetic
 from prunekit.data.cifar import CifarSet
+from prunekit.data.classes import ClassPick
 from prunekit.data.dataset import Dataset, assemble
 from prunekit.data.mnist import IdxSet
 from prunekit.data.source import Source
@@ -18,11 +19,17 @@ from prunekit.errors import UserError
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registry entry: a one-line description, the loader, and a cheap availability check (None: always there)."""
+    """A registry entry: a one-line description, the loader, and a cheap availability check (None: always there).
+
+    A loader is called ``load(cfg)`` and the selected classes (data.classes, data.class_subset) are kept
+    afterwards; with ``reads_selected`` it is called ``load(cfg, pick)`` and reads only their files, for sets
+    too large to read whole (ImageNet).
+    """
 
     description: str
-    load: Callable[[DictConfig], Source]
+    load: Callable[..., Source]
     check: Callable[[DictConfig], None] | None = None
+    reads_selected: bool = False
 
 
 _MNIST = IdxSet("mnist", "MNIST", "copy the four IDX files of MNIST into data.root")
@@ -60,6 +67,10 @@ DATASETS: dict[str, DatasetSpec] = {
         "Caltech101, 101 object classes; JPEG folders, fixed seeded split, resized once and cached", caltech.load,
         caltech.check,
     ),
+    "imagenet": DatasetSpec(
+        "ImageNet (ILSVRC-2012) wnid folders; only the selected classes are read, resized once and cached",
+        imagenet.load, imagenet.check, reads_selected=True,
+    ),
 }
 
 
@@ -75,11 +86,17 @@ def check_available(cfg: DictConfig) -> None:
         raise UserError(
             f"data.augment.crop_padding={cfg.augment.crop_padding} must be 0 (off) or a positive number of pixels"
         )
+    ClassPick.from_config(cfg, seed=0)  # checks the selection as far as it can without the data (any seed)
     if spec.check is not None:
         spec.check(cfg)
 
 
-def load_dataset(cfg: DictConfig, device: torch.device) -> Dataset:
-    """Load the dataset that ``cfg`` (the data node) names, with its validation split, onto ``device``."""
+def load_dataset(cfg: DictConfig, device: torch.device, seed: int = 0) -> Dataset:
+    """Load the dataset that ``cfg`` (the data node) names, with its validation split, onto ``device``.
+
+    Only the classes of data.classes or data.class_subset are kept; ``seed`` (the run's) draws the latter.
+    """
     check_available(cfg)
-    return assemble(cfg.name, _spec(cfg.name).load(cfg), cfg, device)
+    spec, pick = _spec(cfg.name), ClassPick.from_config(cfg, seed)
+    source = spec.load(cfg, pick) if spec.reads_selected else pick.apply(spec.load(cfg))
+    return assemble(cfg.name, source, cfg, device)

@@ -26,6 +26,14 @@ class Source:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    # When only some classes were kept (prunekit/data/classes.py): their labels in the full dataset, in the
+    # order of the new labels 0..num_classes-1, and how many classes the full dataset has.
+    classes: list[int] | None = None
+    total_classes: int | None = None
+    # Fixed per-channel normalisation instead of statistics of the train split (ImageNet's, which pretrained
+    # networks expect whatever subset they see).
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @classmethod
     def held_out(cls, x: torch.Tensor, y: torch.Tensor, num_classes: int, test_fraction: float, seed: int) -> Source:

@@ -40,7 +40,7 @@ def load(cfg: DictConfig) -> Source:
             n_features=cfg.features,
             n_informative=cfg.informative,
             n_redundant=0,
-            n_classes=cfg.classes,
+            n_classes=cfg.num_classes,
             shuffle=False,
             random_state=SEED,
         )
@@ -48,9 +48,9 @@ def load(cfg: DictConfig) -> Source:
         reason = " ".join(str(error).split())
         raise UserError(
             f"data: samples={cfg.samples} features={cfg.features} informative={cfg.informative} "
-            f"classes={cfg.classes} cannot be generated: {reason}"
+            f"num_classes={cfg.num_classes} cannot be generated: {reason}"
         ) from error
     x = torch.from_numpy(x).float()
     if cfg.shape:
         x = x.view(len(x), *cfg.shape)
-    return Source.held_out(x, torch.from_numpy(y).long(), cfg.classes, TEST_FRACTION, SEED)
+    return Source.held_out(x, torch.from_numpy(y).long(), cfg.num_classes, TEST_FRACTION, SEED)

@@ -7,10 +7,19 @@ from typing import Callable
 from urllib.parse import urlparse
 
 import torch
+import torchvision.models
 from torch import nn
 from torchvision.models import WeightsEnum
 
 from prunekit.errors import UserError
+
+# prunekit's network name -> torchvision's ImageNet weights for its imagenet variant (vgg16 has BatchNorm)
+IMAGENET_WEIGHTS = {"vgg16": "VGG16_BN_Weights", "resnet18": "ResNet18_Weights"}
+
+
+def imagenet_weights(name: str) -> WeightsEnum:
+    """The torchvision ImageNet weights that ``model.pretrained=true`` loads for network ``name``."""
+    return getattr(torchvision.models, IMAGENET_WEIGHTS[name]).DEFAULT
 
 
 def weights_path(weights: WeightsEnum) -> str:

@@ -6,7 +6,7 @@ from torch import nn
 from torchvision import models
 
 from prunekit.models.adapt import ConvSpec, build_variant, first_conv, kaiming_init
-from prunekit.models.pretrained import pretrained_network
+from prunekit.models.pretrained import imagenet_weights, pretrained_network
 
 
 def _small(spec: ConvSpec, num_classes: int) -> models.ResNet:
@@ -21,7 +21,7 @@ def _small(spec: ConvSpec, num_classes: int) -> models.ResNet:
 def _imagenet(spec: ConvSpec, num_classes: int) -> models.ResNet:
     """torchvision's ``resnet18``, optionally with ImageNet weights, its ``fc`` replaced."""
     if spec.pretrained:
-        net = pretrained_network(models.resnet18, models.ResNet18_Weights.DEFAULT)
+        net = pretrained_network(models.resnet18, imagenet_weights("resnet18"))
     else:
         net = models.resnet18()
     net.conv1 = first_conv(net.conv1, spec.in_channels, spec.pretrained)

@@ -9,7 +9,7 @@ from torchvision import models
 from torchvision.models import vgg
 
 from prunekit.models.adapt import ConvSpec, build_variant, first_conv, kaiming_init
-from prunekit.models.pretrained import pretrained_network
+from prunekit.models.pretrained import imagenet_weights, pretrained_network
 
 
 def _small(spec: ConvSpec, num_classes: int) -> nn.Sequential:
@@ -39,7 +39,7 @@ def _small(spec: ConvSpec, num_classes: int) -> nn.Sequential:
 def _imagenet(spec: ConvSpec, num_classes: int) -> models.VGG:
     """torchvision's ``vgg16_bn``, optionally with ImageNet weights, its last Linear replaced."""
     if spec.pretrained:
-        net = pretrained_network(models.vgg16_bn, models.VGG16_BN_Weights.DEFAULT)
+        net = pretrained_network(models.vgg16_bn, imagenet_weights("vgg16"))
     else:
         net = models.vgg16_bn()
     net.features[0] = first_conv(net.features[0], spec.in_channels, spec.pretrained)

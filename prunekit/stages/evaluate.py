@@ -44,6 +44,11 @@ def _latency(run, state: RunState, full: nn.Module) -> dict:
     return entries
 
 
+def has_dense_network(cfg) -> bool:
+    """Whether the run starts from a dense network (trained here, or loaded) whose accuracy means something."""
+    return cfg.train.epochs > 0 or bool(cfg.model.get("weights")) or bool(cfg.model.get("pretrained"))
+
+
 class Evaluate:
     name = "evaluate"
 
@@ -76,8 +81,8 @@ class Evaluate:
             "device": str(run.device),
             "accuracy": test["accuracy"], **({"top5": test["top5"]} if "top5" in test else {}),
             "loss": test["loss"], "val_accuracy": val.get("accuracy"),
-            # a run that trains from scratch (train.epochs=0) has no dense accuracy to report
-            **({"dense_accuracy": state.dense_metrics["test"]["accuracy"]} if cfg.train.epochs > 0 else {}),
+            # a run that trains from scratch (train.epochs=0 and no weights loaded) has no dense accuracy to report
+            **({"dense_accuracy": state.dense_metrics["test"]["accuracy"]} if has_dense_network(cfg) else {}),
             "dense_cache_hit": state.dense_hit,
             **state.measured, **counts, **method_class.summary_entries(cfg.method),
             "seconds": {**state.seconds, "total": sum(state.seconds.values())},
