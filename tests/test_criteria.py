@@ -48,7 +48,7 @@ def _method(name, model, data, seed=0, **overrides):
     return get_method_class(name)(cfg, model, masks, data, seed), masks
 
 
-@pytest.mark.parametrize("name", ["taylor", "gradient"])
+@pytest.mark.parametrize("name", ["lrp", "taylor", "gradient"])
 def test_scores_have_one_finite_value_per_unit_of_every_layer_but_the_classifier(name):
     model, data = _cnn(), _data()
     method, _ = _method(name, model, data, samples_per_class=4)
@@ -86,7 +86,7 @@ def test_scores_equal_the_formula_computed_one_sample_at_a_time(name, term):
         torch.testing.assert_close(score, expected[layer], rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["taylor", "gradient"])
+@pytest.mark.parametrize("name", ["lrp", "taylor", "gradient"])
 def test_scoring_touches_neither_weights_nor_masks_nor_gradients_nor_the_mode(name):
     model, data = _cnn(), _data()
     method, masks = _method(name, model, data, samples_per_class=4)
@@ -165,13 +165,28 @@ def test_a_run_without_fine_tuning_rescores_at_every_step(cli, tmp_path, monkeyp
     assert read_summary(tmp_path / "run")["method"] == "taylor"
 
 
-@pytest.mark.parametrize("override,message", [
-    ("method.granularity=weight", "method.granularity"),
-    ("method.normalize=max", "method.normalize"),
-    ("method.samples_per_class=1000", "samples_per_class=1000"),
+def test_an_lrp_run_draws_units_kept_and_relevance_maps(cli, tmp_path):
+    code, _, err = cli("train", "model=cnn", "model.blocks=[[8],[8]]", "model.hidden=16", "method=lrp",
+                       "method.samples_per_class=5", "method.sparsity=0.5", "train.epochs=1", "prune.epochs=0",
+                       "finetune.epochs=0", "schedule=one_shot", "latency=false", "hydra.run.dir=run")
+    assert code == 0, err
+    summary = read_summary(tmp_path / "run")
+    assert summary["units_kept"] == {"features.0": [summary["units_kept"]["features.0"][0], 8],
+                                     "features.4": [summary["units_kept"]["features.4"][0], 8],
+                                     "fc": [summary["units_kept"]["fc"][0], 16]}
+    assert sum(kept for kept, _ in summary["units_kept"].values()) == 16  # half of the 32 units, counted globally
+    assert (tmp_path / "run" / "figures" / "units_kept.png").stat().st_size > 0
+    assert (tmp_path / "run" / "figures" / "relevance_maps.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("method,override,message", [
+    ("lrp", "method.granularity=weight", "method.granularity"),
+    ("taylor", "method.normalize=max", "method.normalize"),
+    ("lrp", "method.composite=alpha", "method.composite"),
+    ("lrp", "method.samples_per_class=1000", "samples_per_class=1000"),
 ])
-def test_bad_criterion_settings_are_one_line_and_exit_2(cli, tmp_path, override, message):
-    code, _, err = cli("train", "model=cnn", "model.blocks=[[8]]", "model.hidden=8", "method=taylor",
+def test_bad_criterion_settings_are_one_line_and_exit_2(cli, tmp_path, method, override, message):
+    code, _, err = cli("train", "model=cnn", "model.blocks=[[8]]", "model.hidden=8", f"method={method}",
                        "train.epochs=1", override, "hydra.run.dir=run")
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
