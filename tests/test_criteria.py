@@ -191,3 +191,10 @@ def test_bad_criterion_settings_are_one_line_and_exit_2(cli, tmp_path, method, o
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_network_nothing_trains_or_loads_is_refused(cli, tmp_path):
+    code, _, err = cli("train", "method=lrp", "train.epochs=0", "prune.epochs=0", "finetune.epochs=0",
+                       "hydra.run.dir=run")
+    assert code == 2 and "nothing trains this network" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
