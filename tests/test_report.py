@@ -144,6 +144,25 @@ def test_pivot_puts_methods_in_columns_and_sparsities_in_rows(tmp_path, no_figur
     assert "| method.sparsity | magnitude | random |" in markdown and "(2) |" in markdown
 
 
+def test_a_setting_that_follows_the_columns_is_a_note_and_seed_rows_show_each_seed(tmp_path, no_figures):
+    """method.normalize differs between methods only (l2 for random here): one row per sparsity, and a note;
+    --rows seed gives every seed its own row, nothing averaged."""
+    summaries = write_sweep(tmp_path / "a", methods=("magnitude",), method={"normalize": "none"})
+    summaries.update(write_sweep(tmp_path / "b", methods=("random",), method={"normalize": "l2"}))
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--rows", "sparsity", "--cols", "method.name", "--out",
+          str(tmp_path / "pivot")])
+    rows = read_csv(tmp_path / "pivot" / "table.csv")
+    assert [row["method.sparsity"] for row in rows] == ["0.5", "0.8"] and "method.normalize" not in rows[0]
+    note = "- method.normalize per method.name: magnitude: none, random: l2"
+    assert note in (tmp_path / "pivot" / "table.md").read_text()
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--rows", "seed", "--cols", "method.name", "--out",
+          str(tmp_path / "seeds")])
+    rows = read_csv(tmp_path / "seeds" / "table.csv")
+    assert [(row["method.sparsity"], row["seed"], row["random n"]) for row in rows] == [
+        ("0.5", "0", "1"), ("0.5", "1", "1"), ("0.8", "0", "1"), ("0.8", "1", "1")]
+    assert float(rows[3]["random mean"]) == pytest.approx(100 * summaries[("random", 0.8)][1]["accuracy"])
+
+
 def test_a_varying_option_becomes_a_grouping_column(tmp_path):
     write_sweep(tmp_path / "a", methods=("magnitude",), prune={"lr": 0.01})
     write_sweep(tmp_path / "b", methods=("magnitude",), prune={"lr": 0.1}, device="cuda")

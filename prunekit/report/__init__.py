@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders of runs or sweeps")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the report folder (default: report/ in the "
                         "first DIR); it may hold no other files")
-    parser.add_argument("--rows", metavar="KEY", help="pivot: config key of the rows, e.g. method.sparsity")
+    parser.add_argument("--rows", metavar="KEY", help="pivot: config key of the rows, e.g. method.sparsity (seed: "
+                        "one row per seed, nothing averaged)")
     parser.add_argument("--cols", metavar="KEY", help="pivot: config key of the columns, e.g. method.name")
     parser.add_argument("--metric", metavar="NAME", help="pivot: the summary.json number in the cells (accuracy)")
     parser.add_argument("--choose", metavar="KEY[,KEY]", help="tuned keys (e.g. prune.lr): per combination of the "
@@ -76,6 +77,9 @@ def main(argv: list[str]) -> int:
     names = datasets(finished)
     if len(names) > 1:
         warn(f"the runs are of {len(names)} datasets ({', '.join(names)}); they are reported per dataset")
+    if "seed" in (args.rows, args.cols):  # each seed on its own row or column: nothing is averaged over seeds
+        for run in finished:
+            run.settings["seed"] = run.summary.get("seed")
     keys = varying_keys(finished)
     groups = group_runs(finished, keys)
     if args.choose:

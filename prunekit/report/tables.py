@@ -40,11 +40,17 @@ def summary_table(groups: list[Group], keys: list[str]) -> Table:
 def pivot_table(groups: list[Group], keys: list[str], rows_key: str, cols_key: str, metric: Metric) -> Table:
     """``metric`` with a row per value of ``rows_key`` and a column per value of ``cols_key``.
 
-    The other keys that vary stay as leading label columns, so that no cell mixes two settings.
+    The other keys that vary stay as leading label columns, so that no cell mixes two settings, except
+    those that only follow the columns (one value per column, such as a method's own normalisation): they
+    are said once, in a note under the table.
     """
     if rows_key == cols_key:
         raise UserError(f"--rows and --cols are both {rows_key!r}; give two different keys")
-    labels = [key for key in keys if key not in (rows_key, cols_key)] + [rows_key]
+    others = [key for key in keys if key not in (rows_key, cols_key)]
+    per_column = {key: _per_column(groups, key, cols_key) for key in others}
+    notes = [f"{key} per {cols_key}: " + ", ".join(f"{show_value(c)}: {v}" for c, v in sorted(
+        values.items(), key=lambda item: sort_key(item[0]))) for key, values in per_column.items() if values]
+    labels = [key for key in others if not per_column[key]] + [rows_key]
     cells: dict[tuple, dict] = {}
     columns: dict = {}
     for group in groups:
@@ -56,4 +62,13 @@ def pivot_table(groups: list[Group], keys: list[str], rows_key: str, cols_key: s
     rows = [[show_value(v) for v in row] + [cells[row].get(column) for column in order]
             for row in sorted(cells, key=lambda row: [sort_key(v) for v in row])]
     title = f"{metric.label}: {rows_key} (rows) by {cols_key} (columns), {SEEDS_NOTE}"
-    return Table(title, labels + [show_value(c) for c in order], len(labels), rows)
+    return Table(title, labels + [show_value(c) for c in order], len(labels), rows, notes)
+
+
+def _per_column(groups: list[Group], key: str, cols_key: str) -> dict:
+    """Column value -> the one value ``key`` has in that column, or {} when some column holds several."""
+    seen: dict = {}
+    for group in groups:
+        seen.setdefault(group.value(cols_key), set()).add(show_value(group.value(key)))
+    return {column: next(iter(values)) for column, values in seen.items()} if all(
+        len(values) == 1 for values in seen.values()) else {}
