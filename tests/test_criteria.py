@@ -198,3 +198,27 @@ def test_a_network_nothing_trains_or_loads_is_refused(cli, tmp_path):
                        "hydra.run.dir=run")
     assert code == 2 and "nothing trains this network" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset", ["lrp_cifar10", "lrp_scarce", "lrp_fashion_mnist", "lrp_fashion_mnist_finetune"])
+def test_the_lrp_presets_compose_for_every_criterion_and_step_by_five_percent(preset, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from prunekit.config import config_dir, register_schemas
+    from prunekit.pruning.schedules import sparsity_at
+    from prunekit.validation import validate
+
+    register_schemas()
+    criteria = [["method=lrp"], ["method=taylor"], ["method=gradient"], ["method=random"],
+                ["method=magnitude", "method.normalize=l2"]]
+    (tmp_path / "dense.pt").touch()
+    weights = [f"model.weights={tmp_path / 'dense.pt'}"] if "fashion" in preset else []  # the others: pretrained
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        for overrides in criteria:
+            cfg = compose("train", overrides=[f"experiment={preset}", *weights, *overrides])
+            validate(cfg)
+            assert cfg.method.granularity == "unit" and cfg.method.scope == "global"
+            assert cfg.paper.get("table") or preset == "lrp_fashion_mnist_finetune"
+    if cfg.schedule.name == "iterative":  # the fine-tuned procedure: six steps of 5% of the original filters
+        levels = sorted({round(sparsity_at(cfg.schedule, cfg.method.sparsity, t / 600), 9) for t in range(601)})
+        assert levels == pytest.approx([0.05, 0.10, 0.15, 0.20, 0.25, 0.30])
