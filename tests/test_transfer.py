@@ -3,6 +3,7 @@ model.pretrained, with the classifier keeping the selected classes' rows only wh
 from __future__ import annotations
 
 import os
+import json
 import shutil
 import urllib.error
 from pathlib import Path
@@ -151,6 +152,7 @@ def test_weights_of_a_run_keep_the_rows_of_the_selected_classes(cli, tmp_path, s
     assert torch.equal(started["fc2.bias"], given["fc2.bias"][[3, 1, 2]])
     event = next(r for r in read_metrics(tmp_path / "subset") if r.get("event") == "start_weights")
     assert event["rows"] == [3, 1, 2]
+    assert json.loads((tmp_path / "subset" / "summary.json").read_text())["classes"] == [3, 1, 2]
     code, out, err = cli("train", *SMALL_RUN, *NO_TRAINING, f"model.weights={weights}", "hydra.run.dir=whole")
     assert code == 0 and "classifier loaded whole" in out, err
     assert torch.equal(dense(tmp_path / "whole")["fc2.weight"], given["fc2.weight"])

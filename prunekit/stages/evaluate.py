@@ -77,6 +77,8 @@ class Evaluate:
         state.seconds["evaluate"] = time.perf_counter() - began
         summary = {
             "dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,
+            # the labels, in the full dataset, of the classes kept by data.classes or data.class_subset
+            **({"classes": state.data.dataset.classes} if state.data.dataset.classes is not None else {}),
             "granularity": cfg.method.granularity, "schedule": cfg.schedule.name, "seed": cfg.seed,
             "device": str(run.device),
             "accuracy": test["accuracy"], **({"top5": test["top5"]} if "top5" in test else {}),
