@@ -364,7 +364,8 @@ def render(r: dict, console: Console) -> None:
     table.add_column("vs dense", justify="right")
     for name, values in steps.items():
         median = statistics.median(values)
-        table.add_row(name, f"{median:.3f}", f"{min(values):.3f}", f"{max(values):.3f}", f"[bold]{median / dense:.2f}x[/bold]")
+        table.add_row(name, f"{median:.3f}", f"{min(values):.3f}", f"{max(values):.3f}",
+                      f"[bold]{median / dense:.2f}x[/bold]")
     console.print(table)
     console.print(r["notes"])
 
@@ -372,7 +373,8 @@ def render(r: dict, console: Console) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--root", default=DEFAULT_ROOT, help="Fashion-MNIST IDX files (plain folder or torchvision layout)")
+    parser.add_argument("--root", default=DEFAULT_ROOT,
+                        help="Fashion-MNIST IDX files (plain folder or torchvision layout)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
