@@ -141,6 +141,20 @@ class MethodConfig:
 
 
 @dataclass
+class InputPruneConfig(MethodConfig):
+    """method=inputprune (prunekit/pruning/methods/inputprune.py): input features and units, jointly."""
+
+    granularity: str = "input"
+    # Hidden units: the same fraction of every hidden layer (row norms of layers with different fan-in do not
+    # compare; scope=global with normalize=l2 ranks them together instead).
+    scope: str = "layer"
+    sparsity: float = ranged(0.0, **FRACTION)  # fraction of hidden units removed (0: input features only)
+    input_sparsity: float = ranged(0.5, **FRACTION)  # fraction of input features (pixels; CNN: channels) removed
+    lam: float = ranged(1e-4, 0)  # group lasso on the input groups: lam * sum of each group's L2 norm
+    lam_units: float = ranged(0.0, 0)  # the same on the hidden units' weight rows (0: off)
+
+
+@dataclass
 class LRPConfig(MethodConfig):
     composite: str = "epsilon_plus"  # epsilon_plus: z+ on convs, epsilon on linear layers; zplus: z+ on both
 
@@ -215,6 +229,7 @@ def register_schemas() -> None:
         ("method", "base", MethodConfig),
         ("method", "gumbel", GumbelConfig),
         ("method", "lrp", LRPConfig),
+        ("method", "inputprune", InputPruneConfig),
         ("schedule", "base", ScheduleConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

@@ -13,7 +13,8 @@ surviving path) has no score (None), nor has tabular input, which has no geometr
 Interchangeable groups are our reading of the paper's "feature symmetry", whose definition we do not
 have: input features whose alive outgoing weights go to exactly the same set of first-hidden-layer
 units (the classes, for a network without hidden layers). The network sees such features only through the
-same units, so permuting them changes nothing in the topology. Only features with at least one alive connection count, and only groups of two or more.
+same units, so permuting them changes nothing in the topology. Only features with at least one alive
+connection count, and only groups of two or more.
 """
 from __future__ import annotations
 

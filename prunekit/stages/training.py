@@ -127,8 +127,9 @@ class Prune:
     name = "prune"
 
     def run(self, run, state: RunState, resume: dict | None) -> RunState:
-        cfg, target = run.cfg, run.cfg.method.sparsity
-        state.method = get_method_class(cfg.method.name)(cfg.method, state.model, state.masks, state.data, cfg.seed)
+        cfg, method_class = run.cfg, get_method_class(run.cfg.method.name)
+        target = method_class.schedule_target(cfg.method)
+        state.method = method_class(cfg.method, state.model, state.masks, state.data, cfg.seed)
         if resume and resume["state"]["method"] is not None:
             state.method.load_state_dict(resume["state"]["method"])
         state.method.start()

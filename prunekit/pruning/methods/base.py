@@ -56,6 +56,11 @@ class PruningMethod(TrainHook):
         choice(cfg.method.normalize, list(NORMALISATIONS), "method.normalize")
 
     @classmethod
+    def schedule_target(cls, cfg: DictConfig) -> float:
+        """The sparsity the schedule raises ``prune(sparsity)`` to, for the method config ``cfg``."""
+        return cfg.sparsity
+
+    @classmethod
     def summary_entries(cls, cfg: DictConfig) -> dict:
         """What the method (config node ``cfg``) aimed at, for summary.json: by default the requested sparsity."""
         return {"sparsity_target": cfg.sparsity}
