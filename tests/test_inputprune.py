@@ -89,9 +89,14 @@ def test_a_run_removes_the_inputs_from_network_and_data_with_the_same_outputs(cl
     assert code == 0, err
     summary = read_summary(tmp_path / "run")
     assert summary["inputs_kept_fraction"] == 0.25 and summary["input_sparsity_target"] == 0.75
+    assert summary["inputs_kept"] == 16 and len(summary["inputs_kept_mask"]) == 64
+    figures = tmp_path / "run" / "figures"
+    listed = [int(line.split(",")[0]) for line in (figures / "inputs_kept.csv").read_text().splitlines()[1:]]
+    assert listed == [i for i, k in enumerate(summary["inputs_kept_mask"]) if k]
+    assert (figures / "inputs_kept.png").stat().st_size > 0
     compact, record = load_compact(tmp_path / "run" / "checkpoints" / "compact.pt")
     kept = record["spec"]["compaction"]["inputs_kept"]
-    assert len(kept) == 16 and compact[1].in_features == 16 and compact[1].out_features == 16
+    assert kept == listed and compact[1].in_features == 16 and compact[1].out_features == 16
     full = torch.load(tmp_path / "run" / "checkpoints" / "pruned.pt", weights_only=True)
     masked = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
     masked.load_state_dict({k.replace("fc1", "1").replace("fc2", "3").replace("fc3", "5"): v

@@ -29,6 +29,18 @@ def _compact_figures(compact: nn.Module, input_shape: tuple[int, ...], rows: lis
     return {"params_compact": sum(p.numel() for p in compact.parameters()), "flops_compact": sum(flops.values())}
 
 
+def _inputs_kept(state: RunState) -> dict:
+    """How many input features (flattened pixels, or channels of a CNN) the compact network still reads, and
+    which: ``inputs_kept_mask`` has one 0/1 entry per input feature of the dataset."""
+    view = state.data
+    total = round(len(view.kept) / view.fraction_kept) if view.kept is not None else None
+    entries = {"inputs_kept_fraction": view.fraction_kept}
+    if total is not None:
+        kept = set(view.kept)
+        entries.update(inputs_kept=len(kept), inputs_kept_mask=[int(i in kept) for i in range(total)])
+    return entries
+
+
 def _latency(run, state: RunState, full: nn.Module) -> dict:
     """Measured latency of the dense, masked and compact networks at batch 1 and the training batch size."""
     batch = run.cfg.finetune.batch_size
@@ -62,7 +74,7 @@ class Evaluate:
         counts, rows = {}, [dict(row) for row in state.layers]
         if compaction is not None:
             counts.update(_compact_figures(state.model, state.data.input_shape, rows))
-            counts["inputs_kept_fraction"] = state.data.fraction_kept
+            counts.update(_inputs_kept(state))
         if cfg.latency:
             counts.update(_latency(run, state, full))
         method_class = get_method_class(cfg.method.name)

@@ -14,6 +14,8 @@ The paper's three steps, in prunekit's stages:
 """
 from __future__ import annotations
 
+import pathlib
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -41,6 +43,33 @@ class InputPrune(PruningMethod):
         if not isinstance(first, (nn.Linear, nn.Conv2d)):
             raise UserError(f"method=inputprune removes input features through the first layer, which must be Linear "
                             f"or Conv2d; this network's first layer is {type(first).__name__}")
+        self.dense_norms: torch.Tensor | None = None
+
+    def start(self) -> None:
+        """Keep the dense first layer's column norms (the beginning of the pruning stage) for the figure."""
+        if self.dense_norms is None:
+            self.dense_norms = group_norms(self._first().weight.detach(), 1).cpu()
+
+    def state_dict(self) -> dict:
+        return {"dense_norms": self.dense_norms}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dense_norms = state["dense_norms"]
+
+    def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
+        """The base figures, plus inputs_kept.png and inputs_kept.csv (the kept features beside the dense
+        network's column norms)."""
+        from prunekit.explain.inputs_kept import write_inputs_kept
+
+        entries = super().report(model, input_shape, out_dir)
+        first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+        norms = group_norms(first.weight.detach(), 1).cpu()
+        dense = self.dense_norms.numpy() if self.dense_norms is not None else None
+        write_inputs_kept((norms > 0).int().numpy(), dense, tuple(input_shape), isinstance(first, nn.Conv2d), out_dir)
+        return entries
+
+    def _first(self) -> nn.Module:
+        return self.masks.layers[self.masks.names[0]]
 
     @classmethod
     def schedule_target(cls, cfg: DictConfig) -> float:
@@ -53,7 +82,7 @@ class InputPrune(PruningMethod):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """The group-lasso term: a true sum of group L2 norms (not an L1 of the weights)."""
-        first = self.masks.layers[self.masks.names[0]]
+        first = self._first()
         total = self.cfg.lam * group_norms(first.weight, 1).sum() if self.cfg.lam else None
         if self.cfg.lam_units:
             units = sum(group_norms(self.masks.layers[name].weight, 0).sum() for name in self.masks.names[:-1])
