@@ -120,3 +120,22 @@ def test_a_network_whose_first_layer_is_neither_linear_nor_conv_is_refused():
     model = nn.Sequential(nn.LayerNorm(40), nn.Linear(40, 10), nn.ReLU(), nn.Linear(10, 3))
     with pytest.raises(UserError, match="first layer is LayerNorm"):
         _method(model)
+
+
+@pytest.mark.parametrize("preset,dataset,model", [
+    ("inputprune_mnist", "mnist", "mlp"), ("inputprune_fashion_mnist", "fashion_mnist", "mlp"),
+    ("inputprune_cifar10", "cifar10", "mlp"), ("inputprune_caltech101", "caltech101", "resnet18"),
+])
+def test_the_presets_compose_for_the_method_and_its_baselines(preset, dataset, model):
+    from hydra import compose, initialize_config_dir
+
+    from prunekit.config import config_dir, register_schemas
+    from prunekit.validation import validate
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        baselines = (["method=magnitude", "method.granularity=unit"], ["method=random", "method.granularity=input"])
+        for overrides in ([], *baselines):
+            cfg = compose("train", overrides=[f"experiment={preset}", *overrides])
+            validate(cfg)
+            assert (cfg.data.name, cfg.model.name) == (dataset, model) and cfg.paper.arxiv == "2303.10999"
