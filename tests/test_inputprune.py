@@ -139,3 +139,24 @@ def test_the_presets_compose_for_the_method_and_its_baselines(preset, dataset, m
             cfg = compose("train", overrides=[f"experiment={preset}", *overrides])
             validate(cfg)
             assert (cfg.data.name, cfg.model.name) == (dataset, model) and cfg.paper.arxiv == "2303.10999"
+
+
+def test_the_kept_features_survive_an_interruption_in_fine_tuning_and_explain(cli, tmp_path, monkeypatch):
+    from tests.conftest import interrupt_after
+
+    args = ("train", "method=inputprune", "method.input_sparsity=0.75", "method.lam=0.001", "model.hidden=[32]",
+            "train.epochs=1", "prune.epochs=2", "finetune.epochs=2", "latency=false")
+    assert cli(*args, "hydra.run.dir=whole", f"cache_dir={tmp_path}/c1")[0] == 0
+    # last.pt: 2 dense (epoch + end) + 3 prune + 1 compact + 1 fine-tuning epoch, then Ctrl-C
+    restore = interrupt_after(monkeypatch, 7)
+    assert cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2")[0] == 130
+    restore()
+    assert torch.load(tmp_path / "broken" / "checkpoints" / "last.pt", weights_only=True)["stage"] == "finetune"
+    assert cli(*args, "hydra.run.dir=broken", f"cache_dir={tmp_path}/c2", "resume=true")[0] == 0
+    whole, resumed = read_summary(tmp_path / "whole"), read_summary(tmp_path / "broken")
+    for key in ("accuracy", "loss", "inputs_kept", "inputs_kept_mask", "params_compact"):
+        assert whole[key] == resumed[key], key
+    (tmp_path / "broken" / "figures" / "importance.png").unlink()
+    code, _, err = cli("explain", "broken")
+    assert code == 0, err
+    assert read_summary(tmp_path / "broken")["inputs_used"] == 16  # 25% of the 64 pixels
