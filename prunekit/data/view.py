@@ -45,12 +45,14 @@ class DataView:
         return (len(self.kept), *self.full_shape[1:])
 
     @property
+    def total_inputs(self) -> int:
+        """How many input features (flattened) or channels the dataset's samples have."""
+        return math.prod(self.full_shape) if self.flattened else self.full_shape[0]
+
+    @property
     def fraction_kept(self) -> float:
         """The share of the dataset's input features still fed (1.0 when none was removed)."""
-        if self.kept is None:
-            return 1.0
-        total = math.prod(self.full_shape) if self.flattened else self.full_shape[0]
-        return len(self.kept) / total
+        return 1.0 if self.kept is None else len(self.kept) / self.total_inputs
 
     def narrowed(self, kept: list[int] | None, flattened: bool) -> DataView:
         """This view fed only ``kept`` (positions in the dataset's full samples)."""

@@ -33,11 +33,10 @@ def _inputs_kept(state: RunState) -> dict:
     """How many input features (flattened pixels, or channels of a CNN) the compact network still reads, and
     which: ``inputs_kept_mask`` has one 0/1 entry per input feature of the dataset."""
     view = state.data
-    total = round(len(view.kept) / view.fraction_kept) if view.kept is not None else None
     entries = {"inputs_kept_fraction": view.fraction_kept}
-    if total is not None:
+    if view.kept is not None:
         kept = set(view.kept)
-        entries.update(inputs_kept=len(kept), inputs_kept_mask=[int(i in kept) for i in range(total)])
+        entries.update(inputs_kept=len(kept), inputs_kept_mask=[int(i in kept) for i in range(view.total_inputs)])
     return entries
 
 
