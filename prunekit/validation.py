@@ -62,8 +62,7 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
 def validate(cfg: DictConfig) -> None:
     """All checks of a composed config (without its ``hydra`` node); method-specific ones live with the method."""
     check_schema(cfg)
-    if not (cfg.train.epochs or cfg.prune.epochs or cfg.finetune.epochs or cfg.model.weights
-            or cfg.model.get("pretrained")):
+    if not (cfg.train.epochs or cfg.prune.epochs or cfg.finetune.epochs or weights.given(cfg.model)):
         raise UserError("nothing trains this network: train.epochs, prune.epochs and finetune.epochs are 0 and "
                         "neither model.weights nor model.pretrained gives it weights; add model.weights=PATH "
                         "(e.g. a run's checkpoints/dense.pt) or train it")

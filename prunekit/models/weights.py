@@ -50,6 +50,11 @@ class Start(NamedTuple):
         return f"weights  {self.source}: {self.note}"
 
 
+def given(cfg: DictConfig) -> bool:
+    """Whether the model node ``cfg`` starts the network from weights (model.weights or model.pretrained)."""
+    return cfg.get("weights") is not None or bool(cfg.get("pretrained"))
+
+
 def check_request(cfg: DictConfig) -> None:
     """Checks of the model node ``cfg`` that need no network: one source of weights, and the file is there."""
     path = cfg.get("weights")

@@ -12,6 +12,7 @@ from prunekit import metrics
 from prunekit.artifacts import save_compact, save_pruned
 from prunekit.engine import evaluate
 from prunekit.latency import latency_table
+from prunekit.models import weights
 from prunekit.pruning.compaction import expand
 from prunekit.pruning.methods import get_method_class
 from prunekit.state import RunState
@@ -55,11 +56,6 @@ def _latency(run, state: RunState, full: nn.Module) -> dict:
     return entries
 
 
-def has_dense_network(cfg) -> bool:
-    """Whether the run starts from a dense network (trained here, or loaded) whose accuracy means something."""
-    return cfg.train.epochs > 0 or bool(cfg.model.get("weights")) or bool(cfg.model.get("pretrained"))
-
-
 class Evaluate:
     name = "evaluate"
 
@@ -95,7 +91,8 @@ class Evaluate:
             "accuracy": test["accuracy"], **({"top5": test["top5"]} if "top5" in test else {}),
             "loss": test["loss"], "val_accuracy": val.get("accuracy"),
             # a run that trains from scratch (train.epochs=0 and no weights loaded) has no dense accuracy to report
-            **({"dense_accuracy": state.dense_metrics["test"]["accuracy"]} if has_dense_network(cfg) else {}),
+            **({"dense_accuracy": state.dense_metrics["test"]["accuracy"]}
+               if cfg.train.epochs > 0 or weights.given(cfg.model) else {}),
             "dense_cache_hit": state.dense_hit,
             **state.measured, **counts, **method_class.summary_entries(cfg.method),
             "seconds": {**state.seconds, "total": sum(state.seconds.values())},
