@@ -160,6 +160,22 @@ class LRPConfig(MethodConfig):
 
 
 @dataclass
+class CresprConfig(MethodConfig):
+    """method=crespr (prunekit/pruning/methods/crespr.py): our reading of the CRESPR abstract (DESIGN.md 2.4)."""
+
+    sparsity: float = ranged(0.99, **FRACTION)
+    clusters: int = ranged(4, 1)  # K: input clusters of an MLP, modules of every hidden layer
+    # correlation | spatial | random: how an MLP's input features are grouped (a CNN's first convolution reads all
+    # image channels, so there the option has nothing to group)
+    cluster_by: str = "correlation"
+    cross: float = ranged(0.0, **FRACTION)  # share of the surviving weights that may join two different modules
+    criterion: str = "magnitude"  # magnitude: |w|; obd: 0.5 * H_ii * w^2 (Optimal Brain Damage)
+    hessian: str = "fisher"  # fisher | hutchinson: the estimator of H_ii for criterion=obd (prunekit/pruning/hessian.py)
+    hessian_batches: int = ranged(1, 1)  # training batches of score_batch_size per estimate, drawn anew at every step
+    hessian_probes: int = ranged(1, 1)  # Rademacher probes per batch (hutchinson)
+
+
+@dataclass
 class GumbelConfig(MethodConfig):
     """method=gumbel (prunekit/pruning/methods/gumbel.py; the defaults are argued in configs/method/gumbel.yaml)."""
 
@@ -230,6 +246,7 @@ def register_schemas() -> None:
         ("method", "gumbel", GumbelConfig),
         ("method", "lrp", LRPConfig),
         ("method", "inputprune", InputPruneConfig),
+        ("method", "crespr", CresprConfig),
         ("schedule", "base", ScheduleConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

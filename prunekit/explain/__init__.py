@@ -16,7 +16,6 @@ from prunekit.errors import UserError
 from prunekit.explain.features import feature_count, is_image, normalise_shape, to_grid
 from prunekit.explain.graph import surviving_network
 from prunekit.explain.importance import feature_importance, plot_importance, write_importance_csv
-from prunekit.explain.modularity import modularity
 from prunekit.explain.pathways import plot_pathways
 from prunekit.explain.symmetry import interchangeable_groups, mirror_score, plot_symmetry
 
@@ -37,8 +36,7 @@ def explain_mlp(model: nn.Module, input_shape: Sequence[int], out_dir: pathlib.P
         {"inputs_used": int,             # input features with an alive path to a class
          "alive_units": [int, ...],      # per layer: input features, hidden layers, classes
          "symmetry": {"left_right": float | None, "up_down": float | None,
-                      "groups": [[feature, ...], ...]},
-         "modularity_q": float | None}  # Newman's Q of the Louvain communities (prunekit.explain.modularity)
+                      "groups": [[feature, ...], ...]}}
 
     Symmetry scores and groups are defined in :mod:`prunekit.explain.symmetry`; scores are None for
     tabular input or when nothing survives.
@@ -65,4 +63,4 @@ def explain_mlp(model: nn.Module, input_shape: Sequence[int], out_dir: pathlib.P
 
     plot_pathways(net, shape, names, out_dir / "pathways.png")
     return {"inputs_used": importance.inputs_used, "alive_units": net.alive_counts,
-            "symmetry": {**scores, "groups": groups}, "modularity_q": modularity(net)}
+            "symmetry": {**scores, "groups": groups}}

@@ -33,6 +33,18 @@ def modularity(net: SurvivingNetwork, seed: int = 0) -> float | None:
     return float(nx.community.modularity(graph, communities, weight="weight"))
 
 
+def partition_modularity(net: SurvivingNetwork, labels: list[np.ndarray]) -> float | None:
+    """Q of a given partition of the surviving network: ``labels[j][u]`` is the community of unit u of unit
+    layer j (input features first, classes last), as in :class:`SurvivingNetwork`; None when no weight survives."""
+    graph = weighted_graph(net)
+    if graph.number_of_edges() == 0:
+        return None
+    communities: dict[int, set] = {}
+    for node in graph.nodes:
+        communities.setdefault(int(labels[node[0]][node[1]]), set()).add(node)
+    return float(nx.community.modularity(graph, list(communities.values()), weight="weight"))
+
+
 def block_diagonal_layers(widths: list[int], blocks: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Weight matrices (out x in) of a chain of ``widths`` cut into ``blocks`` equal disconnected modules: the
     perfectly modular network the tests compare against."""

@@ -13,8 +13,9 @@ import math
 import torch
 
 
-def _top_k(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor:
-    """Keep the n_keep best-scoring alive entries (flat); pruned ones can never come back."""
+def top_k(scores: torch.Tensor, alive: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """A mask keeping the ``n_keep`` best-scoring alive entries of flat ``scores`` (fewer when fewer are alive);
+    pruned ones can never come back."""
     keep = torch.zeros_like(alive)
     candidates = alive.nonzero().flatten()
     n_keep = min(n_keep, candidates.numel())
@@ -55,8 +56,8 @@ def select_top(
     floors = _floors(alive, min_keep)
     flat_scores = torch.cat([scores[n].flatten().to(alive[names[0]].device) for n in names])
     flat_alive = torch.cat([alive[n].flatten() for n in names])
-    reserved = torch.cat([_top_k(scores[n].flatten(), alive[n].flatten(), floors[n]) for n in names])
-    keep = reserved | _top_k(flat_scores, flat_alive & ~reserved, n_keep - sum(floors.values()))
+    reserved = torch.cat([top_k(scores[n].flatten(), alive[n].flatten(), floors[n]) for n in names])
+    keep = reserved | top_k(flat_scores, flat_alive & ~reserved, n_keep - sum(floors.values()))
     sizes = [alive[n].numel() for n in names]
     return {n: k.view_as(alive[n]) for n, k in zip(names, keep.split(sizes))}
 
@@ -115,5 +116,5 @@ def select_groups(
     """
     if scope == "layer":
         quotas = _layer_quotas(alive, sparsity, min_keep)
-        return {n: _top_k(scores[n].flatten(), a.flatten(), quotas[n]).view_as(a) for n, a in alive.items()}
+        return {n: top_k(scores[n].flatten(), a.flatten(), quotas[n]).view_as(a) for n, a in alive.items()}
     return select_top(scores, alive, round((1 - sparsity) * sum(a.numel() for a in alive.values())), min_keep)

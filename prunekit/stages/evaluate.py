@@ -73,8 +73,10 @@ class Evaluate:
         if cfg.latency:
             counts.update(_latency(run, state, full))
         method_class = get_method_class(cfg.method.name)
-        if cfg.figures:  # a run resumed after pruning builds its method only for the report
-            method = state.method or method_class(cfg.method, state.model, state.masks, state.data, cfg.seed)
+        # A run resumed after pruning builds its method only for its measures and figures.
+        method = state.method or method_class(cfg.method, state.model, state.masks, state.data, cfg.seed)
+        counts.update(method.measure(full, state.spec.input_shape))
+        if cfg.figures:
             counts.update(method.report(full, state.spec.input_shape, run.dir.figures))
         config = OmegaConf.to_container(cfg, resolve=True)
         save_pruned(run.dir.checkpoint("pruned"), full, state.spec, config)

@@ -21,4 +21,4 @@ def get_method_class(name: str) -> type[PruningMethod]:
 
 
 # Imported for their @register side effect.
-from prunekit.pruning.methods import first_order, gumbel, inputprune, lrp, magnitude, random  # noqa: E402,F401
+from prunekit.pruning.methods import crespr, first_order, gumbel, inputprune, lrp, magnitude, random  # noqa: E402,F401

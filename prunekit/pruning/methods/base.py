@@ -4,12 +4,14 @@ A post-hoc method only answers "how important is each group?" through :meth:`sco
 method (gumbel, group lasso, crespr) may also add a loss term, extra trainable parameters with their own
 learning rate, and work around each optimiser step. The stages call these hooks without knowing which
 method they run: around each step of the pruning stage, at the end of each of its epochs
-(:meth:`epoch_end`), at its end (:meth:`finish`), and once the run is evaluated (:meth:`report`).
+(:meth:`epoch_end`), at its end (:meth:`finish`), and once the run is evaluated (:meth:`measure`, and
+:meth:`report` for the figures).
 """
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import math
 import pathlib
 
 import torch
@@ -19,6 +21,8 @@ from torch import nn
 from prunekit.config import choice
 from prunekit.engine import TrainHook
 from prunekit.explain import explain_mlp
+from prunekit.explain.graph import surviving_network
+from prunekit.explain.modularity import modularity
 from prunekit.explain.units_kept import plot_units_kept
 from prunekit.metrics import is_mlp
 from prunekit.pruning.masks import MaskSet
@@ -91,6 +95,14 @@ class PruningMethod(TrainHook):
         """End of an epoch of the pruning stage; returns entries for its record, overriding the stage's
         own (e.g. the ``density`` a method's decision would give while its masks are not yet written)."""
         return {}
+
+    def measure(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+        """Entries for summary.json that every run records, with figures or without, from the final network in
+        its original shapes: for an MLP, Newman's modularity Q of its surviving network (Louvain communities),
+        so that every method is measured alike."""
+        if not is_mlp(model):
+            return {}
+        return {"modularity_q": modularity(surviving_network(model, math.prod(input_shape)))}
 
     def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
         """Figures into ``out_dir`` and entries for summary.json, from the final network in its original

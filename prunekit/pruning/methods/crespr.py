@@ -1,0 +1,135 @@
+"""Cluster-restricted modular sparsification: our reading of the CRESPR abstract (DESIGN.md 2.4, third paper).
+
+Only the abstract is public, so this is a reading, not the authors' code:
+1. an MLP's input features are grouped into ``method.clusters`` K clusters (:mod:`prunekit.pruning.clusters`) and
+   every hidden layer's units into K modules (:mod:`prunekit.pruning.modules`); cluster c feeds module c,
+   module c feeds module c of the next layer, the classifier reads every module (a CNN: groups of filters,
+   block-diagonal convolutions, the first one reading all image channels);
+2. at the start of the pruning stage the weights between different modules are pruned, except the best
+   ``method.cross`` share of the weights the network keeps (0: none);
+3. the schedule then prunes inside that structure by ``method.criterion``: |w|, or the OBD saliency
+   0.5 * H_ii * w^2 with the Hessian diagonal estimated on training batches at every step
+   (:mod:`prunekit.pruning.hessian`), every module of every layer keeping its ``min_keep`` floor.
+The paper's argument (the Hessian stays near block-diagonal, so per-weight saliency stays accurate) is what
+``scripts/crespr_hessian.py`` measures; summary.json records how modular the result is.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from prunekit.config import choice
+from prunekit.errors import UserError
+from prunekit.pruning.clusters import CLUSTERINGS, feature_clusters
+from prunekit.pruning.hessian import ESTIMATORS, hessian_diagonal
+from prunekit.pruning.methods import register
+from prunekit.pruning.methods.base import PruningMethod, normalised
+from prunekit.pruning.modules import select_modular, weight_modules
+
+CRITERIA = ("magnitude", "obd")
+_HESSIAN_STREAM = 6_007  # keeps the Hessian batches and probes apart from other seeded streams of the run
+
+
+def hidden_widths(model_cfg: DictConfig) -> list[int]:
+    """The widths (units or filters) of the hidden prunable layers of the network ``model_cfg`` describes,
+    read from a copy built on the meta device (no weights are made or loaded)."""
+    from prunekit.metrics import prunable_layers
+    from prunekit.models import build_model
+
+    spec = {**OmegaConf.to_container(model_cfg, resolve=True), "weights": None}
+    if "pretrained" in spec:
+        spec["pretrained"] = False
+    with torch.device("meta"):
+        model = build_model(OmegaConf.create(spec), (3, 224, 224), 2)
+    return [layer.weight.shape[0] for _, layer in prunable_layers(model)[:-1]]
+
+
+@register
+class Crespr(PruningMethod):
+    name = "crespr"
+    description = "K modules fed by input-feature clusters, pruned inside by |w| or OBD (reading of CRESPR)"
+    granularities = ("weight",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.features = None  # an MLP's input clusters; a CNN's first convolution reads every channel
+        if isinstance(self.masks.layers[self.masks.names[0]], nn.Linear):
+            dataset = self.data.dataset
+            self.features = feature_clusters(self.cfg.cluster_by, self.cfg.clusters, dataset.train.x,
+                                             dataset.input_shape, self.seed)
+
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        super().validate(cfg)
+        method = cfg.method
+        choice(method.cluster_by, list(CLUSTERINGS), "method.cluster_by")
+        choice(method.criterion, list(CRITERIA), "method.criterion")
+        choice(method.hessian, list(ESTIMATORS), "method.hessian")
+        choice(method.scope, ["global"], "method.scope (for method=crespr, which ranks inside modules)")
+        widths = hidden_widths(cfg.model)
+        if not widths:
+            raise UserError(f"method=crespr splits hidden layers into modules, but model={cfg.model.name} has none; "
+                            f"give it hidden layers (model.hidden)")
+        if method.clusters > min(widths):
+            raise UserError(f"method.clusters={method.clusters} exceeds the narrowest hidden layer ({min(widths)} "
+                            f"units); choose at most {min(widths)}")
+
+    def modules(self, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """The module of every weight (or CROSS) of ``model`` in its original shapes (default: the run's)."""
+        from prunekit.metrics import prunable_layers
+
+        layers = self.masks.layers if model is None else dict(prunable_layers(model))
+        return weight_modules(layers, self.cfg.clusters, self.features)
+
+    def start(self) -> None:
+        """Prune the cross-module weights beyond the allowed share (idempotent, so resuming changes nothing)."""
+        self.prune(0.0)
+
+    def scores(self, sparsity: float = 0.0) -> dict[str, torch.Tensor]:
+        weights = {name: layer.weight.detach() for name, layer in self.masks.layers.items()}
+        if self.cfg.criterion == "magnitude":
+            return {name: w.abs() for name, w in weights.items()}
+        diagonal = hessian_diagonal(self.model, self.masks.layers, self._hessian_batches(sparsity),
+                                    self.cfg.hessian, self._generator(sparsity), self.cfg.hessian_probes)
+        return {name: 0.5 * diagonal[name] * w.square() for name, w in weights.items()}
+
+    def _generator(self, sparsity: float) -> torch.Generator:
+        # Seeded by the level pruned to, so a resumed run draws what the uninterrupted one drew.
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + _HESSIAN_STREAM + round(sparsity * 1e9))
+
+    def _hessian_batches(self, sparsity: float):
+        size = self.cfg.score_batch_size
+        train = len(self.data.dataset.train)
+        index = torch.randperm(train, generator=self._generator(sparsity))[:self.cfg.hessian_batches * size]
+        return self.data.samples("train", index, size)
+
+    def prune(self, sparsity: float) -> None:
+        """Keep ``round((1 - sparsity) * N)`` weights by the criterion inside the modules, at most ``cross`` of
+        them crossing modules, every module of every layer keeping its floor."""
+        alive = self.masks.groups_alive("weight")
+        total = sum(a.numel() for a in alive.values())
+        n_keep = round((1 - sparsity) * total)
+        scores = normalised(self.scores(sparsity), self.cfg.normalize)
+        keep = select_modular(scores, alive, self.modules(), n_keep, math.floor(self.cfg.cross * n_keep),
+                              self.cfg.min_keep)
+        self.masks.set_groups("weight", keep)
+
+    def measure(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+        """The base entries, plus the share of surviving weights inside modules and (MLP) Q of the modules."""
+        from prunekit.explain.module_figures import module_entries
+
+        return {**super().measure(model, input_shape),
+                **module_entries(model, input_shape, self.modules(model), self.features, self.cfg.clusters)}
+
+    def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
+        """The base figures, plus the modules' input images, their contributions to the classes and the
+        weight matrices ordered by module."""
+        from prunekit.explain.module_figures import plot_modules
+
+        entries = super().report(model, input_shape, out_dir)
+        plot_modules(model, input_shape, self.modules(model), self.features, self.cfg.clusters, out_dir)
+        return entries
