@@ -170,7 +170,7 @@ class CresprConfig(MethodConfig):
     cluster_by: str = "correlation"
     cross: float = ranged(0.0, **FRACTION)  # share of the surviving weights that may join two different modules
     criterion: str = "magnitude"  # magnitude: |w|; obd: 0.5 * H_ii * w^2 (Optimal Brain Damage)
-    hessian: str = "fisher"  # fisher | hutchinson: the estimator of H_ii for criterion=obd (prunekit/pruning/hessian.py)
+    hessian: str = "fisher"  # fisher | hutchinson: how criterion=obd estimates H_ii (prunekit/pruning/hessian.py)
     hessian_batches: int = ranged(1, 1)  # training batches of score_batch_size per estimate, drawn anew at every step
     hessian_probes: int = ranged(1, 1)  # Rademacher probes per batch (hutchinson)
 

@@ -117,7 +117,9 @@ def _plot_weights(matrices: list[np.ndarray], names: list[str], features: np.nda
             width = matrices[index - 1].shape[0]
             col_bounds = np.flatnonzero(np.diff(unit_modules(width, k).numpy())) + 1
             col_bounds = col_bounds * (matrix.shape[1] // width)
-        row_bounds = [] if index == len(matrices) - 1 else np.flatnonzero(np.diff(unit_modules(len(matrix), k).numpy())) + 1
+        row_bounds = np.flatnonzero(np.diff(unit_modules(len(matrix), k).numpy())) + 1
+        if index == len(matrices) - 1:  # the classes
+            row_bounds = []
         ax.imshow(np.where(matrix > 0, matrix, np.nan), cmap="Blues", norm=norm, aspect="auto", interpolation="nearest")
         for bound in col_bounds:
             ax.axvline(bound - 0.5, color="#d62728", lw=0.6)

@@ -71,7 +71,8 @@ def by_position(x: torch.Tensor, k: int, shape: tuple[int, ...], seed: int) -> t
 def at_random(x: torch.Tensor, k: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     features = math.prod(shape)
     labels = torch.empty(features, dtype=torch.long)
-    labels[torch.randperm(features, generator=torch.Generator().manual_seed(seed))] = torch.arange(features) * k // features
+    order = torch.randperm(features, generator=torch.Generator().manual_seed(seed))
+    labels[order] = torch.arange(features) * k // features
     return labels
 
 

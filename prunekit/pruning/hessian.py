@@ -25,7 +25,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from prunekit.metrics import eval_mode
 
 ESTIMATORS = ("hutchinson", "fisher")
-PER_SAMPLE_FLOATS = 2 ** 22  # per-sample gradient entries held at once (16 MiB of float32: faster than more on a CPU)
+PER_SAMPLE_FLOATS = 2 ** 22  # per-sample gradients (or probes) held at once: 16 MiB of float32, faster on a CPU
 
 
 def _loss(model: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -45,13 +45,26 @@ def hessian_vector_product(model: nn.Module, weights: dict[str, torch.Tensor], v
     return jvp(grad(lambda w: _loss(model, w, x, y)), (weights,), (vectors,))[1]
 
 
+def probe_chunks(weights: dict[str, torch.Tensor], probes: int) -> list[int]:
+    """Probe counts that each hold at most PER_SAMPLE_FLOATS entries at once, summing to ``probes``."""
+    chunk = max(1, PER_SAMPLE_FLOATS // sum(w.numel() for w in weights.values()))
+    return [min(chunk, probes - start) for start in range(0, probes, chunk)]
+
+
+def batched_hessian_vector_products(model: nn.Module, weights: dict[str, torch.Tensor],
+                                    vectors: dict[str, torch.Tensor], x: torch.Tensor,
+                                    y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`hessian_vector_product` of a stack of vectors (leading dimension) in one vectorised pass."""
+    return vmap(lambda v: hessian_vector_product(model, weights, v, x, y))(vectors)
+
+
 def _hutchinson(model, weights, x, y, generator, probes: int) -> dict[str, torch.Tensor]:
     total = {n: torch.zeros_like(w) for n, w in weights.items()}
-    for _ in range(probes):
-        z = {n: rademacher_like(w, generator) for n, w in weights.items()}
-        hz = hessian_vector_product(model, weights, z, x, y)
+    for count in probe_chunks(weights, probes):
+        z = {n: rademacher_like(w.expand(count, *w.shape), generator) for n, w in weights.items()}
+        hz = batched_hessian_vector_products(model, weights, z, x, y)
         for n in total:
-            total[n] += z[n] * hz[n]
+            total[n] += (z[n] * hz[n]).sum(0)
     return {n: t / probes for n, t in total.items()}
 
 
@@ -67,8 +80,9 @@ def _fisher(model, weights, x, y, generator, probes: int) -> dict[str, torch.Ten
     return {n: t / len(x) for n, t in total.items()}
 
 
-def hessian_diagonal(model: nn.Module, layers: dict[str, nn.Module], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                     estimator: str, generator: torch.Generator, probes: int = 1) -> dict[str, torch.Tensor]:
+def hessian_diagonal(model: nn.Module, layers: dict[str, nn.Module],
+                     batches: Iterable[tuple[torch.Tensor, torch.Tensor]], estimator: str,
+                     generator: torch.Generator, probes: int = 1) -> dict[str, torch.Tensor]:
     """The estimated Hessian diagonal of every layer's weight (layer name -> tensor shaped like the weight),
     averaged over ``batches``; ``generator`` draws the Hutchinson probes (``probes`` per batch)."""
     names = {id(module): name for name, module in model.named_modules()}

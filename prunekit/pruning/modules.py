@@ -63,7 +63,8 @@ def modular_layers(names: list[str], first_reads_all: bool) -> list[str]:
     return names[1 if first_reads_all else 0:-1]
 
 
-def inside_fraction(layers: dict[str, nn.Module], modules: dict[str, torch.Tensor], first_reads_all: bool) -> float | None:
+def inside_fraction(layers: dict[str, nn.Module], modules: dict[str, torch.Tensor],
+                    first_reads_all: bool) -> float | None:
     """Of the non-zero weights between two modular layers, the share that joins a module to itself."""
     inside = total = 0
     for name in modular_layers(list(layers), first_reads_all):
