@@ -218,3 +218,18 @@ def test_the_hessian_script_measures_the_off_block_mass_of_the_exact_hessian():
     assert estimate == pytest.approx(float(1 - inside / whole), abs=0.03)
     one_block = {name: torch.zeros_like(b) for name, b in blocks.items()}
     assert script.off_block_mass(model, one_block, x, y, probes=2) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("preset", ["crespr_mnist", "crespr_fashion_mnist", "crespr_cifar10"])
+def test_the_presets_compose_for_the_method_and_its_baseline(preset):
+    from hydra import compose, initialize_config_dir
+
+    from prunekit.config import config_dir, register_schemas
+    from prunekit.validation import validate
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        for overrides in ([], ["method=magnitude"]):
+            cfg = compose("train", overrides=[f"experiment={preset}", *overrides])
+            validate(cfg)
+            assert cfg.paper.table and cfg.method.sparsity >= 0.98
