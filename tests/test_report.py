@@ -174,6 +174,15 @@ def test_a_varying_option_becomes_a_grouping_column(tmp_path):
     assert "device" not in rows[0] and not (tmp_path / "a" / "report").exists()
 
 
+def test_a_run_made_before_an_option_existed_is_a_replicate_of_one_stating_its_default(tmp_path):
+    write_run(tmp_path / "old" / "0", seed=0)  # CONFIG predates method.normalize and data.classes
+    write_run(tmp_path / "new" / "1", seed=1, method={"normalize": "none"}, data={"classes": None})
+    write_run(tmp_path / "other" / "2", seed=2, method={"normalize": "l2"})
+    main([str(tmp_path), "--out", str(tmp_path / "out")])
+    rows = read_csv(tmp_path / "out" / "table.csv")
+    assert sorted((r["method.normalize"], r["accuracy (%) n"]) for r in rows) == [("l2", "1"), ("none", "2")]
+
+
 def test_paper_block_is_compared_cell_by_cell(tmp_path, capsys, no_figures):
     summaries = write_sweep(tmp_path / "sweep", paper=PAPER)
     main([str(tmp_path / "sweep")])

@@ -2,10 +2,11 @@
 
 A run is a directory holding ``.hydra/config.yaml`` (Hydra writes it before the run starts), finished
 once ``summary.json`` exists (written last, atomically). Its settings are the composed config flattened to
-dotted keys, without the keys that never change a result.
+dotted keys, without the keys that never change a result, and with the options it predates at their defaults.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -90,7 +91,34 @@ def _read_run(path: Path) -> Run | None:
         if summary is None:
             return None
     paper = config.get("paper")
-    return Run(path, flatten(config), summary, paper if isinstance(paper, dict) else {})
+    settings = flatten(with_defaults(config, schema_defaults()))
+    return Run(path, settings, summary, paper if isinstance(paper, dict) else {})
+
+
+@functools.cache
+def schema_defaults() -> dict:
+    """The default of every option the schemas declare for all runs (top level, and the base of each config
+    group), without the required ones."""
+    from prunekit.config import DataConfig, MethodConfig, ModelConfig, ScheduleConfig, TrainConfig
+
+    def plain(schema) -> dict:
+        values = OmegaConf.to_container(OmegaConf.structured(schema), resolve=False)
+        return {k: v for k, v in values.items() if v != "???"}
+
+    groups = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig, "schedule": ScheduleConfig}
+    return {**plain(TrainConfig), **{group: plain(schema) for group, schema in groups.items()}}
+
+
+def with_defaults(config: dict, defaults: dict) -> dict:
+    """``config`` with the options it lacks set to their defaults: a run made before an option existed ran
+    with the behaviour its default keeps, so it is a replicate of a newer run that states that default."""
+    filled = dict(config)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(filled[key], dict):
+            filled[key] = with_defaults(filled[key], default)
+    return filled
 
 
 def _read_summary(path: Path) -> dict | None:
