@@ -25,6 +25,9 @@ from prunekit.models import weights
 from prunekit.rundir import atomic_save
 
 
+DEVICE_OPTIONS = {"precision": "fp32", "channels_last": False, "compile": False, "deterministic": False}
+
+
 def dense_key(cfg: DictConfig, device: torch.device) -> str:
     """A short hash of everything the dense weights depend on."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
@@ -41,6 +44,11 @@ def dense_key(cfg: DictConfig, device: torch.device) -> str:
         "device": device.type,
         "torch": torch.__version__,
     }
+    # How the device computed matters too (bf16 trains other weights than fp32); only options away from their
+    # defaults enter the key, so entries cached before the options existed stay valid.
+    for option, default in DEVICE_OPTIONS.items():
+        if cfg.get(option, default) != default:
+            identity[option] = cfg[option]
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

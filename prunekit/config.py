@@ -210,6 +210,12 @@ class OptimConfig:
 
 
 @dataclass
+class CudnnConfig:
+    # CUDA only: time cuDNN's convolution algorithms per input shape and keep the fastest (off if deterministic)
+    benchmark: bool = True
+
+
+@dataclass
 class TrainConfig:
     data: Any = MISSING
     model: Any = MISSING
@@ -227,6 +233,15 @@ class TrainConfig:
     latency: bool = True  # time the dense, masked and compact networks at the end (median after warm-up)
     figures: bool = True  # the method's figures at the end (big sweeps may skip them; prunekit explain draws them)
     cache_dir: str = "${oc.env:PRUNEKIT_CACHE,'~/.cache/prunekit/dense'}"
+    # How training and evaluation use the device (prunekit/acceleration.py); the defaults are plain fp32 eager.
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast; fp16 adds a gradient scaler (and is ~25x slower on CPU)
+    channels_last: bool = False  # conv networks and their batches in NHWC (GPU tensor cores); no effect on an MLP
+    compile: bool = False  # torch.compile the training forward; each training stage compiles (20-40 s on 2 CPU cores)
+    # torch.use_deterministic_algorithms (+ CUBLAS_WORKSPACE_CONFIG on CUDA, cudnn.benchmark off): the same numbers
+    # run after run on one GPU, at the cost of slower GPU convolutions, and a stop with torch's error at an op that
+    # has no deterministic kernel. The CPU kernels prunekit uses are deterministic already: no change there.
+    deterministic: bool = False
+    cudnn: CudnnConfig = field(default_factory=CudnnConfig)
     paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 
 

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from prunekit.acceleration import PLAIN, AcceleratedModel
+
 # Told after every training batch: (batch index from 1, running loss sum, running correct count, samples seen).
 # The two sums are the loop's own device tensors, updated in place: reading them (.item()) waits for the
 # accelerator, so a callback should do it only now and then, and must not change them.
@@ -29,14 +31,16 @@ class TrainHook:
         """After the optimiser step; ``step`` counts the stage's steps from 1."""
 
 
-def build_optimizer(param_groups: list[dict], cfg: DictConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum and weight decay) or Adam over the given parameter groups."""
+def build_optimizer(param_groups: list[dict], cfg: DictConfig, fused: bool = True) -> torch.optim.Optimizer:
+    """SGD (with momentum and weight decay) or Adam over the given parameter groups; ``fused=False`` gives
+    torch's default implementation (see :attr:`prunekit.acceleration.AcceleratedModel.fused_optimizer`)."""
     # Fused kernels update every parameter in one call: a per-parameter loop costs ~2x on CPU.
+    implementation = {"fused": True} if fused else {}
     if cfg.optimizer == "adam":
-        optimizer = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        optimizer = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation)
     else:
         optimizer = torch.optim.SGD(
-            param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True
+            param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **implementation
         )
     for group in optimizer.param_groups:  # the learning-rate schedule scales from here
         group["initial_lr"] = group["lr"]
@@ -59,20 +63,28 @@ def lr_factor(cfg: DictConfig, progress: float, restarts: tuple[float, ...] = ()
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               hooks: list[TrainHook], step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step with every hook in its place; returns (logits, task loss), both detached."""
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    total = loss
-    for hook in hooks:
-        extra = hook.loss(logits, y)
-        if extra is not None:
-            total = total + extra
+               hooks: list[TrainHook], step: int,
+               accelerated: AcceleratedModel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step with every hook in its place; returns (logits, task loss), both detached.
+
+    ``accelerated`` (prunekit/acceleration.py) brings autocast, the batch's memory format, a compiled forward
+    and the fp16 gradient scaler; without it the step is plain fp32 eager. Either way the hooks see the
+    gradients unscaled and the weights as the optimiser left them.
+    """
+    accelerated = accelerated or PLAIN.bind(model)
+    with accelerated.autocast():
+        logits = accelerated.forward(accelerated.inputs(x))
+        loss = F.cross_entropy(logits, y)
+        total = loss
+        for hook in hooks:
+            extra = hook.loss(logits, y)
+            if extra is not None:
+                total = total + extra
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    accelerated.backward(total, optimizer)
     for hook in hooks:
         hook.before_step()
-    optimizer.step()
+    accelerated.step(optimizer)
     for hook in hooks:
         hook.after_step(step)
     return logits.detach(), loss.detach()
@@ -89,14 +101,17 @@ def train_epoch(
     total_steps: int,
     on_batch: BatchCallback | None = None,
     restarts: tuple[float, ...] = (),
+    accelerated: AcceleratedModel | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass over the training split; returns (mean loss and accuracy, the step count after it).
 
     The learning rate of each parameter group follows ``cfg.lr_schedule`` from its ``initial_lr``
     (``restarts``: see :func:`lr_factor`).
     Running sums stay on the device so the loop never waits for the accelerator; ``on_batch`` (see
-    :data:`BatchCallback`) gets them after every batch, e.g. for a progress bar.
+    :data:`BatchCallback`) gets them after every batch, e.g. for a progress bar. ``accelerated``: see
+    :func:`train_step`.
     """
+    accelerated = accelerated or PLAIN.bind(model)
     model.train()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
@@ -108,7 +123,7 @@ def train_epoch(
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         step += 1
-        logits, loss = train_step(model, optimizer, x, y, hooks, step)
+        logits, loss = train_step(model, optimizer, x, y, hooks, step, accelerated)
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -118,8 +133,14 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Any, split: str, batch_size: int) -> dict[str, float]:
-    """Loss, top-1 accuracy and (with more than 10 classes) top-5 accuracy on one split."""
+def evaluate(model: nn.Module, data: Any, split: str, batch_size: int,
+             accelerated: AcceleratedModel | None = None) -> dict[str, float]:
+    """Loss, top-1 accuracy and (with more than 10 classes) top-5 accuracy on one split.
+
+    With ``accelerated``, under its autocast and memory format; always the eager model, never a compiled
+    twin: an evaluation graph would be a second compilation per stage for a small share of the time.
+    """
+    accelerated = accelerated or PLAIN.bind(model)
     model.eval()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
@@ -127,8 +148,9 @@ def evaluate(model: nn.Module, data: Any, split: str, batch_size: int) -> dict[s
     top5 = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for x, y in data.batches(split, batch_size, shuffle=False, augment=False):
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        with accelerated.autocast():
+            logits = model(accelerated.inputs(x))
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
         top1 += (logits.argmax(1) == y).sum()
         if data.num_classes > 10:
             top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from prunekit import rng
+from prunekit.acceleration import Acceleration
 from prunekit.console import RunConsole
 from prunekit.data import load_dataset
 from prunekit.data.source import reason
@@ -84,13 +85,16 @@ class Run:
     def __init__(self, cfg: DictConfig, run_dir: str, command: list[str], job: int | None = None):
         self.cfg, self.dir, self.command = cfg, RunDir(run_dir), command
         self.device = resolve_device(cfg.device)
+        self.acceleration = Acceleration.from_config(cfg, self.device)  # precision, channels_last, compile, ...
         self.console = RunConsole(job=job)  # job: the number of a sweep's job, which labels its lines
 
-    def save_last(self, state: RunState, stage: str, epoch: int, done: bool, optimizer=None) -> None:
-        """checkpoints/last.pt: where the run stands and everything that rebuilds its state."""
+    def save_last(self, state: RunState, stage: str, epoch: int, done: bool, optimizer=None, scaler=None) -> None:
+        """checkpoints/last.pt: where the run stands and everything that rebuilds its state (``scaler``: the fp16
+        loss scale, so a resumed run scales as the uninterrupted one would)."""
         atomic_save(
             {"stage": stage, "epoch": epoch, "done": done, "state": state.checkpoint(),
              "optimizer": optimizer.state_dict() if optimizer is not None else None,
+             "scaler": scaler.state_dict() if scaler is not None else None,
              "config": comparable(self.cfg), "log_length": self.dir.log_length(), "rng": rng.capture()},
             self.dir.checkpoint("last"),
         )
@@ -134,7 +138,7 @@ class Run:
             start = names.index(resume["stage"]) + (1 if resume["done"] else 0)
         else:
             state, start = self._fresh_state(data), 0
-        with self.console.running():
+        with self.acceleration.process_settings(), self.console.running():
             for index in range(start, len(stages)):
                 continuing = resume if resume and not resume["done"] and index == start else None
                 state = stages[index].run(self, state, continuing)

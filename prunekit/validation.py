@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from prunekit.acceleration import PRECISIONS
 from prunekit.config import choice
 from prunekit.errors import UserError
 from prunekit.models import weights
@@ -74,6 +75,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.schedule.end < cfg.schedule.start:
         raise UserError(f"schedule.end={cfg.schedule.end} comes before schedule.start={cfg.schedule.start}")
     choice(cfg.device, ["auto", "cpu", "cuda"], "device")
+    choice(cfg.precision, list(PRECISIONS), "precision")
     choice(cfg.method.granularity, ["weight", "unit", "input", "block"], "method.granularity")
     choice(cfg.method.scope, ["global", "layer"], "method.scope")
     for stage in ("train", "prune", "finetune"):

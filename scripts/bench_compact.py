@@ -37,7 +37,6 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 from collections.abc import Sequence
 
 import torch
@@ -47,7 +46,7 @@ from rich.table import Table
 from torch import nn
 
 from prunekit.config import ConvNetConfig, MethodConfig
-from prunekit.errors import UserError
+from prunekit.errors import run_script
 from prunekit.latency import median_ms
 from prunekit.metrics import flops_per_layer, is_mlp
 from prunekit.models import build_model
@@ -183,8 +182,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as error:  # e.g. --device cuda without CUDA: one line, as prunekit reports it
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

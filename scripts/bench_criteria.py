@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.errors import UserError
+from prunekit.errors import run_script
 from prunekit.models import build_model
 from prunekit.pipeline import resolve_device
 from prunekit.pruning.relevance import COMPOSITES, unit_relevance
@@ -129,8 +128,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as error:  # e.g. --device cuda without CUDA: one line, as prunekit reports it
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from omegaconf import OmegaConf
 
 from prunekit.data.registry import load_dataset
 from prunekit.data.view import DataView
-from prunekit.errors import UserError
+from prunekit.errors import UserError, run_script
 from prunekit.explain.command import load_pruned
 from prunekit.explain.graph import surviving_network
 from prunekit.explain.modularity import weighted_graph
@@ -119,8 +118,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -61,8 +61,9 @@ class Evaluate:
 
     def run(self, run, state: RunState, resume: dict | None) -> RunState:
         cfg, began = run.cfg, time.perf_counter()
-        test = evaluate(state.model, state.data, "test", cfg.eval_batch_size)
-        val = evaluate(state.model, state.data, "val", cfg.eval_batch_size)
+        accelerated = run.acceleration.bind(state.model)  # the precision the network was trained in
+        test = evaluate(state.model, state.data, "test", cfg.eval_batch_size, accelerated)
+        val = evaluate(state.model, state.data, "val", cfg.eval_batch_size, accelerated)
         compaction = state.spec.compaction
         # The final network in its original shapes, for the figures and pruned.pt.
         full = expand(state.model, state.spec.build_full(run.device), compaction) if compaction else state.model

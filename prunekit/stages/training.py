@@ -56,9 +56,13 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
         rng.restore(resume["rng"])
     else:
         rng.seed_all(stage_seed(run.cfg.seed, stage))
-    optimizer = build_optimizer([{"params": list(state.model.parameters())}, *extra_groups], opt_cfg)
+    accelerated = run.acceleration.bind(state.model)  # before the optimiser: its state follows the memory format
+    optimizer = build_optimizer([{"params": list(state.model.parameters())}, *extra_groups], opt_cfg,
+                                accelerated.fused_optimizer)
     if resume and resume["optimizer"] is not None:
         optimizer.load_state_dict(resume["optimizer"])
+    if resume and resume.get("scaler") is not None:  # fp16 only (and absent from last.pt files older than it)
+        accelerated.scaler.load_state_dict(resume["scaler"])
     step = start_epoch * steps_per_epoch
     hooks = list(hooks)
     if make_pruner is not None:
@@ -73,8 +77,8 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
             with run.console.epoch(stage, epoch + 1, opt_cfg.epochs, steps_per_epoch) as on_batch:
                 stats, step = train_epoch(state.model, state.data, optimizer, opt_cfg, hooks,
                                           epoch_generator(run.cfg.seed, stage, epoch), step, total, on_batch,
-                                          restarts)
-            val = evaluate(state.model, state.data, "val", run.cfg.eval_batch_size)
+                                          restarts, accelerated)
+            val = evaluate(state.model, state.data, "val", run.cfg.eval_batch_size, accelerated)
             seconds = time.perf_counter() - began
             state.seconds[stage] = state.seconds.get(stage, 0.0) + seconds
             record = {"stage": stage, "epoch": epoch + 1, "epochs": opt_cfg.epochs, **stats,
@@ -85,7 +89,7 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
             stop_if_diverged(record, opt_cfg)
             run.dir.log(record)
             run.console.epoch_line(record)
-            run.save_last(state, stage, epoch + 1, done=False, optimizer=optimizer)
+            run.save_last(state, stage, epoch + 1, done=False, optimizer=optimizer, scaler=accelerated.scaler)
 
 
 class Dense:
@@ -108,8 +112,9 @@ class Dense:
             hit = entry is not None
             if not hit:
                 fit(run, state, "dense", run.cfg.train, resume)
-                state.dense_metrics = {split: evaluate(state.model, state.data, split, run.cfg.eval_batch_size)
-                                       for split in ("val", "test")}
+                accelerated = run.acceleration.bind(state.model)
+                state.dense_metrics = {split: evaluate(state.model, state.data, split, run.cfg.eval_batch_size,
+                                                       accelerated) for split in ("val", "test")}
                 entry = {"model": state.model.state_dict(), "metrics": state.dense_metrics}
                 cache.store(entry)
         state.seconds["dense"] = before + time.perf_counter() - began
