@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import load_script
+from prunekit.engine import build_optimizer
 
 CPU = torch.device("cpu")
 IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -53,9 +54,34 @@ def test_functions_on_digits(bench):
     assert 0.0 <= bench.evaluate_reference(reference, dataset) <= 1.0
 
     kinds = bench.step_kinds(model, data, opt_cfg, sparsity=0.9, seed=0)
-    assert set(kinds) == {"dense", "masked", "gumbel"}
+    assert set(kinds) == {"dense", "masked", "masked_adam", "gumbel"}
     times = bench.compare_steps(kinds, steps=2, rounds=3, warmup=1, device=CPU)
-    assert {name: len(values) for name, values in times.items()} == {"dense": 3, "masked": 3, "gumbel": 3}
+    assert {name: len(values) for name, values in times.items()} == {name: 3 for name in kinds}
+
+
+def test_compared_loops_and_steps_use_the_same_optimiser(bench):
+    data, _ = bench.load_prunekit_data("digits", "unused", CPU)
+    opt_cfg = bench.optim_config(batch_size=64, epochs=1)
+    model = bench.prunekit_model(data, 0, CPU)
+    engine = build_optimizer([{"params": list(model.parameters())}], opt_cfg)
+    reference = bench.reference_optimizer(model, opt_cfg)
+    assert type(reference) is type(engine) is torch.optim.SGD
+    assert reference.defaults == engine.defaults and reference.defaults["fused"]
+
+    # gumbel is timed with its preset's optimiser, and against a masked step with that same optimiser
+    preset = bench.gumbel_preset()
+    assert preset.prune.optimizer == "adam"
+    kinds = bench.step_kinds(model, data, opt_cfg, sparsity=0.9, seed=0)
+    gumbel, masked = kinds["gumbel"].optimizer, kinds["masked_adam"].optimizer
+    for optimizer in (gumbel, masked):
+        assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"]
+        weights = optimizer.param_groups[0]
+        assert (weights["lr"], weights["weight_decay"]) == (preset.prune.lr, preset.prune.weight_decay)
+    assert len(masked.param_groups) == 1 and len(gumbel.param_groups) == 2
+    gates = gumbel.param_groups[1]
+    assert (gates["lr"], gates["weight_decay"]) == (preset.method.gate_lr, 0.0)
+    gated = [p for p in gumbel.param_groups[0]["params"] if p.dim() > 1]  # one gate logit per weight
+    assert [p.shape for p in gates["params"]] == [p.shape for p in gated]
 
 
 def test_masked_step_keeps_pruned_weights_at_zero(bench):

@@ -203,6 +203,46 @@ def test_gate_gradients_match_the_textbook_straight_through_estimator():
         assert torch.allclose(a, r, atol=1e-4), index
 
 
+@pytest.mark.parametrize("train_weights", [True, False])
+def test_gate_and_gradients_equal_torchs_gumbel_softmax_on_the_same_noise(train_weights):
+    """F.gumbel_softmax(hard=True) over (keep, drop) = (d, 0) draws two Gumbels per weight; the gates fed
+    the difference of the same two draws give the same 0/1 gate, output and gradients (d, weights, input)."""
+    from prunekit.pruning.methods.gumbel_gates import GateSet
+
+    torch.manual_seed(0)
+    layer, x = nn.Linear(20, 30), torch.randn(8, 20, requires_grad=True)
+    layer.weight.requires_grad_(train_weights)
+    tau, lam = 2.5, 0.3
+    gates = GateSet({"fc": layer}, 0.0, torch.Generator().manual_seed(0))
+    d = gates.logits["fc"]
+    with torch.no_grad():
+        d.copy_(torch.randn_like(d) * 2)
+    gates.tau = tau
+
+    # gumbel_softmax draws -log(Exp(1)) from the global generator: seeded, the same draw is made again below
+    torch.manual_seed(1)
+    keep_drop = torch.stack([d, torch.zeros_like(d)], -1)
+    gate = F.gumbel_softmax(keep_drop, tau=tau, hard=True)[..., 0]
+    y_ref = F.linear(x, layer.weight * gate, layer.bias)
+    (y_ref.square().sum() + lam * gate.sum()).backward()
+    expected = [None if t.grad is None else t.grad.clone() for t in (x, layer.weight, layer.bias, d)]
+    for t in (x, layer.weight, layer.bias, d):
+        t.grad = None
+    torch.manual_seed(1)
+    gumbels = -torch.empty_like(keep_drop).exponential_().log()
+    gates.noise.draw = lambda: gates.noise.values.copy_(((gumbels[..., 0] - gumbels[..., 1]) / tau).flatten())
+
+    gates.install()
+    layer.train()
+    y = layer(x)
+    (y.square().sum() + lam * gates.take_open_count()).backward()
+    assert torch.equal(gates.hard_views[0], gate.detach())
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    for got, want in zip((x.grad, layer.weight.grad, layer.bias.grad, d.grad), expected):
+        assert (got is None) == (want is None) and (got is None or torch.allclose(got, want, atol=1e-4))
+    assert (layer.weight.grad is None) != train_weights
+
+
 def test_a_second_forward_before_backward_is_an_error_not_a_wrong_gradient():
     model = _tiny_mlp()
     method, _ = _gumbel(model)

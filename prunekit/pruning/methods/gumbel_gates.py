@@ -8,13 +8,13 @@ Gumbel-Softmax, at half the memory, noise and optimiser work. The hard gate is [
 probability sigmoid(d)); the straight-through gradient is that of the soft gate. (With Adam, one logit at
 learning rate 2r moves d as fast as two logits at r each.)
 
-Cost. A training step adds about a dozen element-wise passes over the weights, a few calls whatever the
-number of layers, and no Python work per weight, so the overhead does not grow with the batch while the
-matmuls beside it do. The passes write into buffers reused by every step, and the logistic noise is the
-quantile of 16 random bits read from a 65,536-entry table, instead of a float uniform draw and a logit (a
-quarter of the random-number work and no transcendental function). Each gate's keep probability is then
-exact to 2^-16 for |d| < 11; a gate with |d| > 11.8 is always open (closed), where the exact probability
-of the other outcome is below 8e-6.
+Cost. On the CPU a step is bound by memory traffic, so the gates cost what they read and write: per step,
+three passes draw the noise, five give the gates, the gated weights and the open count, three more in the
+backward give both gradients (the weights' in place), plus Adam on the logits; a few calls whatever the
+number of layers and no Python work per weight. The noise is the quantile of 16 random bits read from a
+65,536-entry table, instead of a float uniform draw and a logit (a quarter of the random-number work and no
+transcendental function). Each gate's keep probability is then exact to 2^-16 for |d| < 11; a gate with
+|d| > 11.8 is always open (closed), where the exact probability of the other outcome is below 8e-6.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class LogisticNoise:
 
     One draw fills the noise of all layers at once (three calls, whatever the number of layers): 16 random
     bits per gate index a table of the logistic quantiles at the 65,536 bin midpoints, already divided by
-    tau (rebuilt when tau changes).
+    tau (rebuilt when tau changes). ``scratch``, a buffer shaped like the noise, is free between draws.
     """
 
     def __init__(self, generator: torch.Generator, shapes: dict[str, torch.Size], like: torch.Tensor):
@@ -40,14 +40,23 @@ class LogisticNoise:
         self._quantiles = torch.logit((torch.arange(levels, dtype=torch.float64) + 0.5) / levels)
         self.generator, self.like, self.tau = generator, like, None
         sizes = [shape.numel() for shape in shapes.values()]
-        total = sum(sizes)
-        self._words = torch.empty(-(-total * _NOISE_BITS // 64), dtype=torch.int64, device=like.device)
-        self._index = torch.empty(total, dtype=torch.int32, device=like.device)
-        self._values = torch.empty(total, dtype=like.dtype, device=like.device)
-        self.views = {name: part.view(shape) for (name, shape), part in zip(shapes.items(), self._values.split(sizes))}
+        total, words, itemsize = sum(sizes), -(-sum(sizes) * _NOISE_BITS // 64), like.element_size()
+        # Two buffers, not four: the random words are spent once turned into table indices, so the noise
+        # overwrites them, and the indices once the noise is read, so ``scratch`` reuses them. Fewer distinct
+        # megabytes per step made a LeNet-300-100 step ~0.1 ms cheaper.
+        noise = torch.empty(max(total * itemsize, words * 8), dtype=torch.uint8, device=like.device)
+        index = torch.empty(total * max(itemsize, 4), dtype=torch.uint8, device=like.device)
+        self._words = noise[: words * 8].view(torch.int64)
+        self.values = noise[: total * itemsize].view(like.dtype)
+        self._index = index[: total * 4].view(torch.int32)
+        self.scratch = index[: total * itemsize].view(like.dtype)
+        # The CPU widens uint16 in one pass; CUDA barely supports uint16, so there int16 is widened, then masked
+        self._bits = self._words.view(torch.uint16 if like.device.type == "cpu" else torch.int16)[:total]
+        self.views = {name: part.view(shape) for (name, shape), part in zip(shapes.items(), self.values.split(sizes))}
         self.set_tau(1.0)
 
     def set_tau(self, tau: float) -> None:
+        """Divide the noise by ``tau`` from the next draw on."""
         if tau != self.tau:
             self.table = (self._quantiles / tau).to(device=self.like.device, dtype=self.like.dtype)
             self.tau = tau
@@ -55,9 +64,10 @@ class LogisticNoise:
     def draw(self) -> torch.Tensor:
         """A fresh draw of noise / tau for every gate, flat (``views`` holds each layer's part)."""
         self._words.random_(-(2**63), None, generator=self.generator)  # all 64 bits random
-        # int16 (not uint16, which CUDA barely supports) sign-extends; the mask maps it to 0..65535
-        self._index.copy_(self._words.view(torch.int16)[: self._index.numel()]).bitwise_and_(0xFFFF)
-        return torch.index_select(self.table, 0, self._index, out=self._values)
+        self._index.copy_(self._bits)
+        if self._bits.dtype == torch.int16:  # sign-extended: the mask maps it to 0..65535, as uint16 would be
+            self._index.bitwise_and_(0xFFFF)
+        return torch.index_select(self.table, 0, self._index, out=self.values)
 
 
 class _SampleGates(torch.autograd.Function):
@@ -67,23 +77,22 @@ class _SampleGates(torch.autograd.Function):
     the gate math runs on the flat noise buffer (all layers' z side by side) and the per-layer parts use
     foreach calls. The layers consume the gated weights through their ordinary linear / conv, so autograd
     hands this backward dL/d(gated weight) per layer, from which the straight-through gradients follow:
-    dL/dw = dL/d(w gate) * hard and dL/dd = (dL/d(w gate) * w + dL/dcount) * s (1 - s) / tau.
+    dL/dw = dL/d(w gate) * hard and dL/dd = (dL/d(w gate) * w + dL/dcount) / tau * s (1 - s).
     """
 
     @staticmethod
     def forward(ctx, gates: "GateSet", *tensors):
         k = len(tensors) // 2
         weights, logits = tensors[:k], tensors[k:]
-        noise, tau = gates.noise, gates.noise.tau
-        z = noise.draw()  # logistic / tau for every gate, flat; the views below are its per-layer parts
-        torch._foreach_add_(list(noise.views.values()), list(logits), alpha=1.0 / tau)  # (d + noise) / tau
+        tau = gates.noise.tau
+        z = gates.noise.draw()  # logistic / tau for every gate, flat; gates.soft_views are its per-layer parts
+        torch._foreach_add_(gates.soft_views, logits, alpha=1.0 / tau)  # z = (d + noise) / tau
         torch.gt(z, 0, out=gates.hard)
-        soft = z.sigmoid_()
-        torch.addcmul(soft, soft, soft, value=-1.0, out=gates.slope)  # s (1 - s)
+        z.sigmoid_()  # the soft gate s, kept for the backward's slope s (1 - s)
         gates.generation += 1
         ctx.gates, ctx.generation, ctx.tau = gates, gates.generation, tau
         ctx.save_for_backward(*weights)
-        return (*torch._foreach_mul(list(weights), gates.hard_views), gates.hard.sum())
+        return (*torch._foreach_mul(weights, gates.hard_views), gates.hard.sum())
 
     @staticmethod
     def backward(ctx, *grads):
@@ -95,13 +104,17 @@ class _SampleGates(torch.autograd.Function):
             )
         grad_gated, grad_count = list(grads[:-1]), grads[-1]
         weights = ctx.saved_tensors
-        k = len(weights)
-        grad_weights = torch._foreach_mul(grad_gated, gates.hard_views) if any(ctx.needs_input_grad[1:k + 1]) else None
-        grad_logits = torch._foreach_mul(grad_gated, list(weights))
-        torch._foreach_add_(grad_logits, grad_count)
-        torch._foreach_mul_(grad_logits, gates.slope_views)
-        torch._foreach_mul_(grad_logits, 1.0 / ctx.tau)
-        return (None, *(grad_weights or [None] * k), *grad_logits)
+        k, inv_tau = len(weights), 1.0 / ctx.tau
+        # (dL/d(w gate) w + dL/dcount) / tau, then times s (1 - s): two passes, each writing its result once
+        grad_logits = torch._foreach_addcmul([grad_count * inv_tau] * k, grad_gated, weights, value=inv_tau)
+        for grad, soft in zip(grad_logits, gates.soft_views):
+            torch.ops.aten.sigmoid_backward.grad_input(grad, soft, grad_input=grad)  # times s (1 - s)
+        if not any(ctx.needs_input_grad[1:k + 1]):
+            return (None, *[None] * k, *grad_logits)
+        # dL/d(w gate) becomes dL/dw in place: autograd made it for this function alone (the gated weight's
+        # only consumer is its layer's linear / conv) and nothing reads it after this
+        torch._foreach_mul_(grad_gated, gates.hard_views)
+        return (None, *grad_gated, *grad_logits)
 
 
 class GateSet:
@@ -113,7 +126,7 @@ class GateSet:
 
     A sample covers every layer: the first gated layer a forward reaches draws it, the others take their
     part; a layer that already took its part starts the next sample (the next forward). The 0/1 gates and
-    the slopes a sample leaves for its backward live in buffers reused by every sample, so the backward of
+    the soft gates a sample leaves for its backward live in buffers reused by every sample, so the backward of
     a sample must run before the next training forward, as it does in any forward-backward-step loop;
     ``generation`` turns a violation into an error, not a silent mistake.
     """
@@ -128,12 +141,11 @@ class GateSet:
         self.generator = generator
         first = next(iter(self.logits.values()))
         self.noise = LogisticNoise(generator, {name: d.shape for name, d in self.logits.items()}, first)
-        self.hard = torch.empty(self.numel, dtype=first.dtype, device=first.device)  # 0/1 gates, flat
-        self.slope = torch.empty_like(self.hard)  # s (1 - s) of the soft gates, flat
+        self.hard = self.noise.scratch  # 0/1 gates, flat, in the buffer the noise leaves free between draws
         sizes = [d.numel() for d in self.logits.values()]
         shapes = [d.shape for d in self.logits.values()]
         self.hard_views = [part.view(shape) for part, shape in zip(self.hard.split(sizes), shapes)]
-        self.slope_views = [part.view(shape) for part, shape in zip(self.slope.split(sizes), shapes)]
+        self.soft_views = list(self.noise.views.values())  # z, then the soft gates, per layer
         self.generation = 0
         self.open_count: torch.Tensor | None = None  # gates open in the last training sample
         self._gated: dict[str, torch.Tensor] = {}  # the current sample's gated weights not yet taken
