@@ -96,6 +96,17 @@ def _compose(job: list[str]) -> DictConfig:
         raise UserError(_one_line(err, job)) from err
 
 
+def check_booleans(cfg: DictConfig, job: list[str]) -> None:
+    """Refuse a number other than 0 or 1 given to an on/off option: OmegaConf would read ``figures=2`` as true
+    without a word, and a typo for another key's value should not switch an option on."""
+    for override in OverridesParser.create().parse_overrides(job):
+        value = override.value()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value in (0, 1):
+            continue
+        if isinstance(OmegaConf.select(cfg, override.key_or_group, default=None), bool):
+            raise UserError(f"{override.key_or_group}={value} is not an on/off value; give true or false")
+
+
 def _output_dir(cfg: DictConfig, number: int | None, sweep_dir: str | None) -> tuple[Path, str]:
     """A job's directory and the option that names it, resolved as Hydra's launcher will resolve it."""
     if number is None:
@@ -129,6 +140,7 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
         job_list = jobs(overrides, multirun)
         for number, job in enumerate(job_list):
             cfg = _compose([*job, *pins])
+            check_booleans(cfg, job)
             if multirun and sweep is None:
                 sweep_dir = str(cfg.hydra.sweep.dir)
                 pins = [_pin("hydra.sweep.dir", sweep_dir)]

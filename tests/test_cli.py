@@ -97,6 +97,8 @@ def test_fashion_mnist_mlp_at_95_percent_sparsity(cli, tmp_path):
     (["method.sparsity=1.0"], "1.0"),
     (["method.sparsity=-0.1"], "-0.1"),
     (["method.sparsity=abc"], "abc"),
+    (["figures=2"], "figures=2"),
+    (["-m", "cudnn.benchmark=true,2"], "cudnn.benchmark=2"),
     (["-m", "method.sparsity=0.5,1.5"], "1.5"),
     (["dataset=mnist", "data.root=/nonexistent/mnist"], "/nonexistent/mnist"),
     (["resume=true", "hydra.run.dir=nowhere"], "nowhere"),
