@@ -9,6 +9,7 @@ run of its configuration.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -20,12 +21,15 @@ import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
+from prunekit.config import TrainConfig
 from prunekit.errors import warn
 from prunekit.models import weights
 from prunekit.rundir import atomic_save
 
 
-DEVICE_OPTIONS = {"precision": "fp32", "channels_last": False, "compile": False, "deterministic": False}
+# How the device computes (prunekit/acceleration.py): each option with its schema default.
+DEVICE_OPTIONS = {field.name: field.default for field in dataclasses.fields(TrainConfig)
+                  if field.name in ("precision", "channels_last", "compile", "deterministic")}
 
 
 def dense_key(cfg: DictConfig, device: torch.device) -> str:

@@ -18,7 +18,8 @@ BUDGET_S = 2.0  # per model and batch size: stop repeating after this, with at l
 MIN_REPEATS = 3
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device``, so that a clock read afterwards covers it (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -34,10 +35,10 @@ def median_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int, device
     times: list[float] = []
     began = time.perf_counter()
     while len(times) < REPEATS and (len(times) < MIN_REPEATS or time.perf_counter() - began < BUDGET_S):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         model(x)
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     model.train(was_training)
     return 1000.0 * statistics.median(times)

@@ -44,26 +44,23 @@ from prunekit.data.dataset import channel_stats
 from prunekit.engine import build_optimizer, train_epoch
 from prunekit.errors import UserError, run_script
 from prunekit.models import build_model
+from prunekit.latency import synchronize
 from prunekit.pipeline import resolve_device
 
 MODELS = ("vgg16", "resnet18")
 INPUT_SHAPE, NUM_CLASSES = (3, 32, 32), 10
 
 
-def sync(device: torch.device) -> None:
-    """Wait for queued device work, so that a clock read afterwards covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def random_images(samples: int, device: torch.device, seed: int) -> Dataset:
-    """``samples`` random uint8 images and labels on ``device`` as prunekit's in-memory dataset (train split only)."""
+def random_images(samples: int, device: torch.device, seed: int, shape: tuple[int, ...] = INPUT_SHAPE,
+                  classes: int = NUM_CLASSES) -> Dataset:
+    """``samples`` random uint8 images and labels on ``device`` as prunekit's in-memory dataset (train split only;
+    CIFAR-10-shaped unless told otherwise)."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (samples, *INPUT_SHAPE), dtype=torch.uint8, generator=generator).to(device)
-    y = torch.randint(0, NUM_CLASSES, (samples,), generator=generator).to(device)
+    x = torch.randint(0, 256, (samples, *shape), dtype=torch.uint8, generator=generator).to(device)
+    y = torch.randint(0, classes, (samples,), generator=generator).to(device)
     mean, std = channel_stats(x)
     empty = Split(x[:0], y[:0])
-    return Dataset("cifar10-shaped random", Split(x, y), empty, empty, NUM_CLASSES, INPUT_SHAPE, True, mean, std,
+    return Dataset("random images", Split(x, y), empty, empty, classes, shape, True, mean, std,
                    crop_padding=0, hflip=False)
 
 
@@ -95,11 +92,11 @@ def prunekit_epoch(model: nn.Module, data: Dataset, batch_size: int, acceleratio
         train_epoch(model, warm_up_head(data, batch_size), optimizer(), opt_cfg, [], torch.Generator().manual_seed(0),
                     0, 1, accelerated=accelerated)
         model.load_state_dict(initial)  # in place: the compiled forward keeps its graphs
-        sync(device)
+        synchronize(device)
         began = time.perf_counter()
         train_epoch(model, data, optimizer(), opt_cfg, [], torch.Generator().manual_seed(1), 0, 1,
                     accelerated=accelerated)
-        sync(device)
+        synchronize(device)
         return time.perf_counter() - began
 
 
@@ -117,12 +114,11 @@ def plain_pass(model: nn.Module, optimizer: torch.optim.Optimizer, loader, mean:
 def plain_epoch(model: nn.Module, data: Dataset, batch_size: int) -> float:
     """Seconds of one epoch of the plain loop over a DataLoader, after a warm-up pass that is then undone."""
     device = next(model.parameters()).device
-    cfg = OptimConfig()
+    opt_cfg = OmegaConf.structured(OptimConfig(batch_size=batch_size))
     mean, std = data.mean.view(1, -1, 1, 1), data.std.view(1, -1, 1, 1)
 
-    def optimizer() -> torch.optim.Optimizer:  # the implementation build_optimizer gives the engine
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               fused=True)
+    def optimizer() -> torch.optim.Optimizer:  # the one the engine gets: the speed-up must measure the loop
+        return build_optimizer([{"params": list(model.parameters())}], opt_cfg)
 
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     warm = warm_up_head(data, batch_size).train
@@ -131,10 +127,10 @@ def plain_epoch(model: nn.Module, data: Dataset, batch_size: int) -> float:
     model.load_state_dict(initial)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.train.x, data.train.y),
                                          batch_size=batch_size, shuffle=True)
-    sync(device)
+    synchronize(device)
     began = time.perf_counter()
     plain_pass(model, optimizer(), loader, mean, std)
-    sync(device)
+    synchronize(device)
     return time.perf_counter() - began
 
 

@@ -60,6 +60,7 @@ from prunekit.data.mnist import IdxSet
 from prunekit.engine import TrainHook, build_optimizer, evaluate, train_epoch, train_step
 from prunekit.errors import run_script
 from prunekit.models import build_model
+from prunekit.latency import synchronize
 from prunekit.pipeline import resolve_device
 from prunekit.stages.training import epoch_generator
 from prunekit.pruning.masks import MaskSet
@@ -73,12 +74,6 @@ StepFn = Callable[[], None]
 
 
 # --- shared helpers -----------------------------------------------------------------------------------
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued device work, so that a clock read afterwards covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def optim_config(batch_size: int, epochs: int) -> DictConfig:
@@ -96,7 +91,7 @@ def load_prunekit_data(name: str, root: str, device: torch.device) -> tuple[Data
     """prunekit's dataset on ``device`` and the seconds it took (files -> uint8 tensors on the device)."""
     began = time.perf_counter()
     data = load_dataset(data_config(name, root), device)
-    sync(device)
+    synchronize(device)
     return data, time.perf_counter() - began
 
 
@@ -140,7 +135,7 @@ def warm_up_prunekit(model: nn.Module, data: Dataset, opt_cfg: DictConfig, batch
     optimizer = build_optimizer([{"params": list(scratch.parameters())}], opt_cfg)
     train_epoch(scratch, head(data, batches * opt_cfg.batch_size), optimizer, opt_cfg, [],
                 torch.Generator().manual_seed(0), 0, batches)
-    sync(next(model.parameters()).device)
+    synchronize(next(model.parameters()).device)
 
 
 def train_prunekit(model: nn.Module, data: Dataset, opt_cfg: DictConfig, seed: int,
@@ -151,11 +146,11 @@ def train_prunekit(model: nn.Module, data: Dataset, opt_cfg: DictConfig, seed: i
     total = opt_cfg.epochs * data.num_batches("train", opt_cfg.batch_size)
     step, seconds = 0, []
     for epoch in range(opt_cfg.epochs):
-        sync(device)
+        synchronize(device)
         began = time.perf_counter()
         _, step = train_epoch(model, data, optimizer, opt_cfg, list(hooks), epoch_generator(seed, "dense", epoch),
                               step, total)
-        sync(device)
+        synchronize(device)
         seconds.append(time.perf_counter() - began)
     return seconds
 
@@ -221,7 +216,7 @@ def warm_up_reference(model: nn.Module, dataset, opt_cfg: DictConfig, batches: i
     device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(dataset, batch_size=opt_cfg.batch_size, shuffle=True)
     reference_pass(scratch, reference_optimizer(scratch, opt_cfg), loader, device, batches)
-    sync(device)
+    synchronize(device)
 
 
 def train_reference(model: nn.Module, dataset, opt_cfg: DictConfig, seed: int) -> list[float]:
@@ -232,10 +227,10 @@ def train_reference(model: nn.Module, dataset, opt_cfg: DictConfig, seed: int) -
     optimizer = reference_optimizer(model, opt_cfg)
     seconds = []
     for _ in range(opt_cfg.epochs):
-        sync(device)
+        synchronize(device)
         began = time.perf_counter()
         reference_pass(model, optimizer, loader, device)
-        sync(device)
+        synchronize(device)
         seconds.append(time.perf_counter() - began)
     return seconds
 
@@ -325,11 +320,11 @@ def step_kinds(model: nn.Module, data: Dataset, opt_cfg: DictConfig, sparsity: f
 
 def time_steps(step_fn: StepFn, steps: int, device: torch.device) -> float:
     """Milliseconds per call of ``step_fn`` over ``steps`` calls (the device synchronised at both ends)."""
-    sync(device)
+    synchronize(device)
     began = time.perf_counter()
     for _ in range(steps):
         step_fn()
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - began) * 1000 / steps
 
 

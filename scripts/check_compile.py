@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from bench_gpu import random_images
 from prunekit.acceleration import Acceleration
 from prunekit.cli import main as prunekit
 from prunekit.config import OptimConfig
-from prunekit.data import Dataset, Split
 from prunekit.engine import build_optimizer, train_epoch
 from prunekit.errors import run_script
 from prunekit.explain.command import load_pruned
@@ -45,15 +45,6 @@ NETWORKS = {
 SHAPE, CLASSES, SAMPLES, BATCH = (3, 8, 8), 4, 40, 16  # 40 samples: batches of 16, 16 and 8
 
 
-def random_images(device: torch.device) -> Dataset:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (SAMPLES, *SHAPE), dtype=torch.uint8, generator=generator).to(device)
-    y = torch.randint(0, CLASSES, (SAMPLES,), generator=generator).to(device)
-    empty = Split(x[:0], y[:0])
-    return Dataset("random", Split(x, y), empty, empty, CLASSES, SHAPE, True, torch.full((3,), 0.5, device=device),
-                   torch.full((3,), 0.3, device=device), crop_padding=0, hflip=False)
-
-
 def check_engine(name: str, device: torch.device, epochs: int) -> str:
     """Train ``name`` compiled with half its weights masked; the line to print (a failure ends the script, exit 1)."""
     cfg, precision, channels_last = NETWORKS[name]
@@ -67,7 +58,7 @@ def check_engine(name: str, device: torch.device, epochs: int) -> str:
     accelerated = Acceleration(device.type, precision, channels_last, compile=True).bind(model)
     opt_cfg = OmegaConf.structured(OptimConfig(batch_size=BATCH, lr_schedule="constant"))
     optimizer = build_optimizer([{"params": list(model.parameters())}], opt_cfg, accelerated.fused_optimizer)
-    data = random_images(device)
+    data = random_images(SAMPLES, device, 0, SHAPE, CLASSES)
     for epoch in range(epochs):
         train_epoch(model, data, optimizer, opt_cfg, [masks], torch.Generator().manual_seed(epoch), 0, 1,
                     accelerated=accelerated)

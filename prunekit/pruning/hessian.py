@@ -24,7 +24,6 @@ from torch.func import functional_call, grad, jvp, vmap
 
 from prunekit.metrics import eval_mode
 
-ESTIMATORS = ("hutchinson", "fisher")
 PER_SAMPLE_FLOATS = 2 ** 22  # per-sample gradients (or probes) held at once: 16 MiB of float32, faster on a CPU
 
 
@@ -45,9 +44,14 @@ def hessian_vector_product(model: nn.Module, weights: dict[str, torch.Tensor], v
     return jvp(grad(lambda w: _loss(model, w, x, y)), (weights,), (vectors,))[1]
 
 
+def _per_pass(weights: dict[str, torch.Tensor]) -> int:
+    """How many per-sample gradients (or probes) of ``weights`` fit in PER_SAMPLE_FLOATS at once (at least one)."""
+    return max(1, PER_SAMPLE_FLOATS // sum(w.numel() for w in weights.values()))
+
+
 def probe_chunks(weights: dict[str, torch.Tensor], probes: int) -> list[int]:
     """Probe counts that each hold at most PER_SAMPLE_FLOATS entries at once, summing to ``probes``."""
-    chunk = max(1, PER_SAMPLE_FLOATS // sum(w.numel() for w in weights.values()))
+    chunk = _per_pass(weights)
     return [min(chunk, probes - start) for start in range(0, probes, chunk)]
 
 
@@ -73,11 +77,14 @@ def _fisher(model, weights, x, y, generator, probes: int) -> dict[str, torch.Ten
         return grad(lambda w: _loss(model, w, xi[None], yi[None]))(weights)
 
     total = {n: torch.zeros_like(w) for n, w in weights.items()}
-    chunk = max(1, PER_SAMPLE_FLOATS // sum(w.numel() for w in weights.values()))
+    chunk = _per_pass(weights)
     for xs, ys in zip(x.split(chunk), y.split(chunk)):
         for n, g in vmap(one)(xs, ys).items():
             total[n] += g.square().sum(0)
     return {n: t / len(x) for n, t in total.items()}
+
+
+ESTIMATORS = {"hutchinson": _hutchinson, "fisher": _fisher}  # method.hessian -> estimator
 
 
 def hessian_diagonal(model: nn.Module, layers: dict[str, nn.Module],
@@ -88,7 +95,7 @@ def hessian_diagonal(model: nn.Module, layers: dict[str, nn.Module],
     names = {id(module): name for name, module in model.named_modules()}
     keys = {f"{names[id(layer)]}.weight": name for name, layer in layers.items()}
     weights = {key: layers[name].weight.detach() for key, name in keys.items()}
-    estimate = _hutchinson if estimator == "hutchinson" else _fisher
+    estimate = ESTIMATORS[estimator]
     total, count = None, 0
     with eval_mode(model):
         for x, y in batches:
