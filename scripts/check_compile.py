@@ -11,7 +11,8 @@ The test suite makes the same engine-level check through dynamo and AOTAutograd 
 1. engine: a small CNN (bf16, channels_last) and an MLP (fp32), half of every layer's weights masked, trained a few
    epochs of random data through ``engine.train_epoch`` with a compiled forward (full and partial batches);
 2. a run: ``prunekit train compile=true`` on digits (dense, prune, compact, finetune), then ``prunekit explain``
-   on its directory, and its pruned.pt loaded into a freshly built network.
+   on its directory, and its pruned.pt loaded into a freshly built network; then the same for ``method=gumbel``
+   (gates sampled outside the compiled graph, tau annealed between steps).
 
 Prints one line per check and, last, ``compile_check=ok``; exits 1 at the first failure.
 """
@@ -79,20 +80,25 @@ def call(args: list[str]) -> int:
         return stop.code if isinstance(stop.code, int) else 1
 
 
-def check_run(device: torch.device) -> str:
-    """``prunekit train compile=true`` then ``prunekit explain`` in a scratch directory."""
+RUNS = {  # what each checked run adds to ``prunekit train compile=true`` on digits
+    "magnitude": ["train.epochs=2", "prune.epochs=2", "finetune.epochs=1"],
+    "gumbel": ["method=gumbel", "method.sparsity=0.9", "method.tau_final=0.5", "prune.epochs=2", "finetune.epochs=1"],
+}
+
+
+def check_run(device: torch.device, method: str) -> str:
+    """``prunekit train compile=true`` with ``method`` then ``prunekit explain``, in a scratch directory."""
     with tempfile.TemporaryDirectory(prefix="check_compile_") as scratch:
         run = Path(scratch) / "run"
-        code = call(["train", "compile=true", f"device={device.type}", "model.hidden=[32,16]", "train.epochs=2",
-                         "prune.epochs=2", "finetune.epochs=1", "latency=false", f"cache_dir={scratch}/cache",
-                         f"hydra.run.dir={run}"])
+        code = call(["train", "compile=true", f"device={device.type}", "model.hidden=[32,16]", *RUNS[method],
+                     "latency=false", f"cache_dir={scratch}/cache", f"hydra.run.dir={run}"])
         if code != 0 or call(["explain", str(run)]) != 0:
-            sys.exit(f"prunekit train compile=true or prunekit explain failed (exit {code})")
+            sys.exit(f"prunekit train compile=true ({method}) or prunekit explain failed (exit {code})")
         model, _ = load_pruned(RunDir(run))  # a fresh network: strict load_state_dict of pruned.pt
         dead = sum(int((m.weight[~m.weight_mask] != 0).sum()) for m in MaskSet(model).layers.values())
         if dead:
             sys.exit(f"pruned.pt of a compiled run holds {dead} non-zero pruned weights")
-    return "run: prunekit train compile=true, pruned.pt reloaded, prunekit explain drew its figures"
+    return f"run: prunekit train compile=true ({method}), pruned.pt reloaded, prunekit explain drew its figures"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -110,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in NETWORKS:
         print(check_engine(name, device, args.epochs), flush=True)
     if not args.skip_run:
-        print(check_run(device), flush=True)
+        for method in RUNS:
+            print(check_run(device, method), flush=True)
     print("compile_check=ok", flush=True)
 
 

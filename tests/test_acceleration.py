@@ -121,6 +121,24 @@ def test_compiled_steps_keep_pruned_weights_zero_and_the_state_dict_keys():
     assert list(model.state_dict()) == keys  # no _orig_mod: checkpoints and resume read the module itself
 
 
+@pytest.mark.usefixtures("quick_compile")
+def test_gumbel_under_compile_draws_the_same_gates_and_reaches_the_same_result(cli, tmp_path):
+    """The gates are sampled outside the compiled graph, from the run's own generator: a compiled run (tau
+    annealed, so tau changes between steps) ends with the eager run's topology and accuracy."""
+    args = ("train", "method=gumbel", "method.sparsity=0.9", "prune.epochs=2", "finetune.epochs=1",
+            "method.tau_final=0.5", "figures=false", "latency=false")
+    assert cli(*args, "hydra.run.dir=eager")[0] == 0
+    code, _, err = cli(*args, "compile=true", "hydra.run.dir=compiled")
+    assert code == 0, err
+    masks = [torch.load(tmp_path / run / "checkpoints" / "pruned.pt", weights_only=False)["model"]
+             for run in ("eager", "compiled")]
+    mask_keys = [key for key in masks[0] if key.endswith("_mask")]
+    assert mask_keys and all(torch.equal(masks[0][key], masks[1][key]) for key in mask_keys)
+    eager, compiled = read_summary(tmp_path / "eager"), read_summary(tmp_path / "compiled")
+    assert compiled["density"] == eager["density"] == pytest.approx(0.1, abs=1e-3)
+    assert compiled["accuracy"] == pytest.approx(eager["accuracy"], abs=0.01) and eager["accuracy"] > 0.8
+
+
 def test_deterministic_and_cudnn_benchmark_hold_for_one_run_only(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     benchmark = torch.backends.cudnn.benchmark

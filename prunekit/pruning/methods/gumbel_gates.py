@@ -162,6 +162,10 @@ class GateSet:
     def parameters(self) -> list[nn.Parameter]:
         return list(self.logits.values())
 
+    # Always eager, also inside a compiled forward (compile=true): the noise buffers are views of one byte buffer
+    # in several dtypes, which AOTAutograd cannot take as mutated inputs, and the sample must draw from the
+    # run's own generator to be the same stream compiled or not. The layers' linear / conv stay in the graph.
+    @torch.compiler.disable
     def _sample(self) -> None:
         names = list(self.layers)
         *gated, self.open_count = _SampleGates.apply(
