@@ -24,12 +24,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` was converted to channels_last (``channels_last=true``): a convolution's weight is laid
+    out NHWC and not NCHW (a 1x1 or single-channel weight is both, and decides nothing)."""
+    return any(isinstance(m, nn.Conv2d) and not m.weight.is_contiguous()
+               and m.weight.is_contiguous(memory_format=torch.channels_last) for m in model.modules())
+
+
 @torch.inference_mode()
 def median_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int, device: torch.device) -> float:
-    """Median wall time in milliseconds of one forward pass of ``batch`` random samples of ``input_shape``."""
+    """Median wall time in milliseconds of one forward pass of ``batch`` random samples of ``input_shape``,
+    laid out as the model's training batches are (NHWC for a channels_last model)."""
     was_training = model.training
     model.eval()
     x = torch.randn(batch, *input_shape, device=device)
+    if x.dim() == 4 and _channels_last(model):
+        x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(WARMUP):
         model(x)
     times: list[float] = []

@@ -101,6 +101,19 @@ def test_channels_last_converts_conv_networks_and_leaves_an_mlp_alone():
     assert not accelerated.channels_last and accelerated.inputs(batch) is batch
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_latency_is_timed_on_batches_laid_out_as_the_model_trains_on_them(channels_last):
+    from prunekit.latency import median_ms
+
+    model = cnn()
+    Acceleration(channels_last=channels_last).bind(model)
+    layouts = []
+    model.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    assert median_ms(model, (3, 8, 8), 2, torch.device("cpu")) > 0
+    assert layouts and all(layout == channels_last for layout in layouts)
+
+
 @pytest.fixture
 def quick_compile(monkeypatch):
     """torch.compile through dynamo and AOTAutograd (parameters as graph inputs, as inductor gets them) but
