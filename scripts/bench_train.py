@@ -54,6 +54,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from prunekit.acceleration import PLAIN
 from prunekit.config import DataConfig, MethodConfig, MLPConfig, OptimConfig
 from prunekit.data import Dataset, Split, load_dataset
 from prunekit.data.mnist import IdxSet
@@ -261,10 +262,11 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch
     hooks = list(hooks)
     counter = [0]
     model.train()
+    accelerated = PLAIN.bind(model)  # once, as train_epoch does: not again in every timed step
 
     def step() -> None:
         counter[0] += 1
-        train_step(model, optimizer, x, y, hooks, counter[0])
+        train_step(model, optimizer, x, y, hooks, counter[0], accelerated)
 
     step.model, step.optimizer, step.hooks = model, optimizer, hooks  # for inspection
     return step
