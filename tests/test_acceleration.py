@@ -114,6 +114,27 @@ def test_latency_is_timed_on_batches_laid_out_as_the_model_trains_on_them(channe
     assert layouts and all(layout == channels_last for layout in layouts)
 
 
+def test_a_channels_last_run_times_every_network_in_that_layout(cli, monkeypatch):
+    """dense, masked and compact latencies of a channels_last run are all NHWC networks on NHWC batches."""
+    from prunekit.stages import evaluate
+
+    layouts, table = {}, evaluate.latency_table
+
+    def recording(models, batches, device):
+        for name, (model, _) in models.items():
+            convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+            # NHWC throughout, and not merely both layouts at once (as a weight with one input channel is)
+            layouts[name] = (all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+                             and any(not w.is_contiguous() for w in convs))
+        return table(models, batches, device)
+
+    monkeypatch.setattr(evaluate, "latency_table", recording)
+    code, _, err = cli("train", "model=cnn", "channels_last=true", "method.granularity=unit", "train.epochs=1",
+                       "prune.epochs=1", "finetune.epochs=0", "figures=false", "hydra.run.dir=run")
+    assert code == 0, err
+    assert set(layouts) == {"dense", "masked", "compact"} and all(layouts.values()), layouts
+
+
 @pytest.fixture
 def quick_compile(monkeypatch):
     """torch.compile through dynamo and AOTAutograd (parameters as graph inputs, as inductor gets them) but

@@ -48,6 +48,8 @@ def _latency(run, state: RunState, full: nn.Module) -> dict:
               "masked": (full, state.spec.input_shape)}
     if state.spec.compaction is not None:
         models["compact"] = (state.model, state.data.input_shape)
+    for model, _ in models.values():  # all in the run's memory format (channels_last), so ratios compare like with like
+        run.acceleration.bind(model)
     table = latency_table(models, [1, batch], run.device)
     entries = {"latency_ms": table}
     if "compact" in table:
