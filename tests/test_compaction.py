@@ -67,9 +67,15 @@ def _assert_same_outputs(masked, shape):
     return small, spec
 
 
-@pytest.mark.parametrize("scope", ["global", "layer"])
-@pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.7])
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f"{f[0]}-{f[1]}")
+# Every family at every sparsity and scope, except VGG16-imagenet (138M parameters, ~5 s a case): its convolutions
+# are VGG16-small's, so two cases cover what is its own, the 4096-wide classifier behind the adaptive pooling.
+CASES = [(family, sparsity, scope)
+         for family in FAMILIES for sparsity in (0.3, 0.5, 0.7) for scope in ("global", "layer")
+         if family != ("vgg16", "imagenet") or (sparsity, scope) in {(0.3, "layer"), (0.7, "global")}]
+
+
+@pytest.mark.parametrize("family, sparsity, scope", CASES,
+                         ids=lambda v: f"{v[0]}-{v[1]}" if isinstance(v, tuple) else None)
 def test_compact_and_masked_networks_give_the_same_outputs(networks, family, sparsity, scope):
     masked = _pruned(networks[family], "unit", sparsity, scope)
     small, _ = _assert_same_outputs(masked, SHAPES[family[0]])
