@@ -242,17 +242,15 @@ def test_mixed_datasets_are_reported_per_dataset(tmp_path, capsys):
 
 
 def test_refuses_a_report_folder_holding_foreign_files(tmp_path, no_figures):
+    """(The folder's marker, and stale files, are tested in test_report_safety.py.)"""
     write_sweep(tmp_path / "sweep", methods=("magnitude",), sparsities=(0.5,), seeds=(0,))
     main([str(tmp_path / "sweep")])
-    stale = tmp_path / "sweep" / "report" / "accuracy_vs_density_mnist.png"  # from a report on other runs
-    stale.write_bytes(b"old")
-    main([str(tmp_path / "sweep")])  # its own files: rewritten, and those of earlier reports removed
-    assert not stale.exists()
+    main([str(tmp_path / "sweep")])  # the folder it made: rewritten
     notes = tmp_path / "sweep" / "report" / "notes.txt"
     notes.write_text("mine")
     refused([str(tmp_path / "sweep")], "notes.txt")
     assert notes.read_text() == "mine" and sorted(p.name for p in notes.parent.iterdir()) == [
-        "notes.txt", "table.csv", "table.md", "table.tex"]
+        ".prunekit-report", "notes.txt", "table.csv", "table.md", "table.tex"]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "table.md").mkdir()  # a folder is never a report file, whatever its name
     refused([str(tmp_path / "sweep"), "--out", str(tmp_path / "mine")], "table.md")

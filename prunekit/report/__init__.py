@@ -1,9 +1,10 @@
 """``prunekit report DIR [DIR ...]``: the runs below some folders as tables, figures and a paper comparison.
 
-Runs are grouped by every config key that varies except the seed (seeds are replicates); each group
-gets the mean, sample standard deviation and count of its metrics. The report goes into
-``<first DIR>/report/`` (or ``--out DIR``): table.md, table.csv, table.tex, accuracy_vs_density and
-accuracy_vs_flops as PNG and PDF (one of each per dataset when datasets are mixed), and paper.md when
+Runs are grouped by every config key that varies, and by the data they loaded, except the seed (seeds are
+replicates, a repeated seed counts once); each group gets the mean, sample standard deviation and count of
+its metrics, latencies without the unstably timed ones. The report goes into ``<first DIR>/report/`` (or
+``--out DIR``), a folder of its own (report/folder.py): table.md, table.csv, table.tex, accuracy_vs_density
+and accuracy_vs_flops as PNG and PDF (one of each per dataset when datasets are mixed), and paper.md when
 the runs carry an experiment's ``paper:`` block. Every problem with the input is a UserError.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.console import Console
 from prunekit.errors import UserError, warn
 from prunekit.report.folder import REPORT, ReportFolder
 from prunekit.report.formats import csv_text, latex, markdown, rich_table
-from prunekit.report.groups import datasets, group_runs, resolve_key, varying_keys
+from prunekit.report.groups import datasets, distinct_runs, group_runs, resolve_key, varying_keys
 from prunekit.report.metrics import ACCURACY, resolve_metric
 from prunekit.report.paper import compare, paper_blocks
 from prunekit.report.plots import figures
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "grouped by every config key that varies except the seed, seeds are averaged."))
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders of runs or sweeps")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the report folder (default: report/ in the "
-                        "first DIR); it may hold no other files")
+                        "first DIR): a new or empty folder, or one an earlier report made")
     parser.add_argument("--rows", metavar="KEY", help="pivot: config key of the rows, e.g. method.sparsity (seed: "
                         "one row per seed, nothing averaged)")
     parser.add_argument("--cols", metavar="KEY", help="pivot: config key of the columns, e.g. method.name")
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
     """Run ``prunekit report`` with ``argv`` (the arguments after ``report``); returns 0.
 
     Raises UserError, one line, for bad arguments, folders without runs, an unknown key or metric, and
-    a report folder holding files it did not write.
+    a report folder that an earlier report did not make or that holds files it did not write.
     """
     try:
         args = _parser().parse_args(argv)
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> int:
     if args.choose and args.rows:
         raise UserError("report: --choose and a pivot (--rows/--cols) are two different tables; give one of them")
     folder = ReportFolder(args.out if args.out is not None else args.dirs[0] / REPORT)
-    runs = find_runs(args.dirs)
+    runs = distinct_runs(find_runs(args.dirs))
     finished = [run for run in runs if run.finished]
     unfinished = [f"unfinished, not aggregated: {run.path}" for run in runs if not run.finished]
     if not finished:

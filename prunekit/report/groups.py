@@ -3,7 +3,8 @@
 Runs whose settings agree on every key that varies are seeds of one setting (one group). A key varies
 when two runs holding it disagree on its value. A key that only some runs hold (``method.tau`` of
 ``method=gumbel``) varies too unless the keys that vary already tell those runs apart, so a sweep over
-methods is grouped by ``method.name`` rather than by every option one of the methods has.
+methods is grouped by ``method.name`` rather than by every option one of the methods has. A run that
+repeats the settings and seed of another (a copy of its directory) is counted once.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from prunekit.errors import UserError
-from prunekit.report.runs import Run
+from prunekit.errors import UserError, warn
+from prunekit.report.runs import Run, hashable
 
 DATASET = "data.name"
 MODEL = "model.name"
@@ -22,6 +23,8 @@ SPARSITY = "method.sparsity"
 ALIASES = {"method": METHOD, "dataset": DATASET, "model": MODEL, "sparsity": SPARSITY}
 HEADLINE_KEYS = (DATASET, MODEL, METHOD, SPARSITY)  # what a table is labelled by when no key varies
 ABSENT = object()  # the value of a key a run does not hold (not the same as a null value)
+TIMED = "latency"  # the summary.json numbers that are timings start with this
+UNSTABLE = "latency_unstable"  # summary.json: true when a run's timings spread too widely to be trusted
 
 
 @dataclass
@@ -38,8 +41,18 @@ class Group:
         return self.runs[0].settings.get(key, ABSENT)
 
     def values(self, metric: str) -> list[float]:
-        """The finite numbers ``metric`` has in the runs' summaries (runs without it are left out)."""
-        return [float(v) for run in self.runs if is_number(v := run.summary.get(metric))]
+        """The finite numbers ``metric`` has in the runs' summaries (runs without it are left out, and so are
+        the latency figures of runs whose timing was unstable)."""
+        return [float(v) for run in self.runs if trusted(run, metric) and is_number(v := run.summary.get(metric))]
+
+    def unstable(self, metric: str) -> int:
+        """How many runs have a number for ``metric`` that :meth:`values` leaves out as unstably timed."""
+        return sum(not trusted(run, metric) and is_number(run.summary.get(metric)) for run in self.runs)
+
+
+def trusted(run: Run, metric: str) -> bool:
+    """False for a latency figure of a run that flagged its timing unstable (its spread was large)."""
+    return not (metric.startswith(TIMED) and run.summary.get(UNSTABLE) is True)
 
 
 def is_number(value: Any) -> bool:
@@ -66,6 +79,21 @@ def _held_by_setting(key: str, runs: list[Run], keys: list[str]) -> bool:
         if holds.setdefault(setting, key in run.settings) != (key in run.settings):
             return False
     return True
+
+
+def distinct_runs(runs: list[Run]) -> list[Run]:
+    """``runs`` with each finished run of the same settings and seed as an earlier one left out, with a
+    warning naming them: a copied run directory, or the same run done again, is not another replicate."""
+    alike: dict[tuple, list[Run]] = {}
+    for run in (run for run in runs if run.finished):
+        key = (tuple(sorted(run.settings.items())), hashable(run.summary.get("seed")))
+        alike.setdefault(key, []).append(run)
+    repeated = [same for same in alike.values() if len(same) > 1]
+    for same in repeated:
+        warn(f"seed {show_value(same[0].summary.get('seed'))} of one setting is in {len(same)} runs (copies?), "
+             f"counted once: {same[0].path}; left out: {', '.join(str(run.path) for run in same[1:])}")
+    left_out = {id(run) for same in repeated for run in same[1:]}
+    return [run for run in runs if id(run) not in left_out]
 
 
 def group_runs(runs: list[Run], keys: list[str]) -> list[Group]:

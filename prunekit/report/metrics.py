@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass
 
 from prunekit.errors import UserError
-from prunekit.report.groups import Group, is_number
+from prunekit.report.groups import UNSTABLE, Group, is_number
 
 NUMBER_FORMAT = ".4g"  # four significant digits for a metric without a format of its own
 
@@ -67,8 +67,21 @@ REPORTED = (
 
 
 def present(metrics: tuple[Metric, ...], groups: list[Group]) -> list[Metric]:
-    """The ``metrics`` that at least one run of ``groups`` has (top5 only exists beyond 10 classes)."""
-    return [m for m in metrics if any(group.values(m.key) for group in groups)]
+    """The ``metrics`` that at least one run of ``groups`` has (top5 only exists beyond 10 classes), timed
+    unstably or not: a column of left-out timings says so rather than vanish."""
+    return [m for m in metrics if any(group.values(m.key) or group.unstable(m.key) for group in groups)]
+
+
+def unstable_notes(keys: list[str], groups: list[Group]) -> list[str]:
+    """A note per metric of ``keys`` whose numbers of some runs were left out as unstably timed."""
+    notes = []
+    for key in keys:
+        left_out = sum(group.unstable(key) for group in groups)
+        if left_out:
+            total = left_out + sum(len(group.values(key)) for group in groups)
+            notes.append(f"{key}: {left_out} of {total} runs left out, their timing was unstable "
+                         f"({UNSTABLE} in summary.json)")
+    return notes
 
 
 def resolve_metric(name: str, groups: list[Group]) -> Metric:

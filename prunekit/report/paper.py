@@ -23,7 +23,7 @@ from typing import Any
 
 from prunekit.errors import warn
 from prunekit.report.groups import ALIASES, group_runs, show_value, sort_key, varying_keys
-from prunekit.report.metrics import Estimate, estimate
+from prunekit.report.metrics import Estimate, estimate, unstable_notes
 from prunekit.report.runs import CONFIG, Run, hashable
 from prunekit.report.tables import Table
 
@@ -101,7 +101,8 @@ def compare(paper: Paper, runs: list[Run]) -> Table:
     decimals = max([MIN_DECIMALS] + [_decimals(v) for v in paper.table.values() if v is not None])
     spec = f".{decimals}f"
     lines, matched, measured_only = [], set(), []
-    for group in group_runs(runs, keys):
+    groups = group_runs(runs, keys)
+    for group in groups:
         row, col = group.value(paper.rows), group.value(paper.cols)
         cell = next((c for c in paper.table if _same(c[0], row) and _same(c[1], col)), None)
         setting = [", ".join(f"{k}={show_value(group.value(k))}" for k in others)] if others else []
@@ -119,6 +120,7 @@ def compare(paper: Paper, runs: list[Run]) -> Table:
     notes += [f"published cells without a measured counterpart: {_cells_text(unmeasured)}",
               f"measured cells without a published number: {_cells_text(measured_only)}"]
     notes += [f"note: {paper.note}"] if paper.note else []
+    notes += unstable_notes([paper.metric], groups)
     title = f"{paper.title}: {paper.metric} x {paper.scale:g}, published ({paper.source}) beside ours"
     return Table(title, header, len(header) - 3, [values for _, values in lines], notes)
 

@@ -2,7 +2,8 @@
 
 A run is a directory holding ``.hydra/config.yaml`` (Hydra writes it before the run starts), finished
 once ``summary.json`` exists (written last, atomically). Its settings are the composed config flattened to
-dotted keys, without the keys that never change a result, and with the options it predates at their defaults.
+dotted keys, without the keys that never change a result, and with the options it predates at their defaults,
+plus the fingerprint of the data it loaded (summary.json's ``data_fingerprint``) where it has one.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ CONFIG = Path(".hydra") / "config.yaml"
 # are replicates of one setting. "seed" is the replicate index itself.
 IGNORED_KEYS = frozenset({"seed", "resume", "debug", "cache_dir", "data.root", "device", "latency"})
 IGNORED_PREFIXES = ("hydra.", "paper.")
+FINGERPRINT = "data_fingerprint"  # summary.json's hash of the data a run loaded
 
 
 @dataclass
@@ -91,8 +93,21 @@ def _read_run(path: Path) -> Run | None:
         if summary is None:
             return None
     paper = config.get("paper")
-    settings = flatten(with_defaults(config, schema_defaults()))
+    settings = with_fingerprint(flatten(with_defaults(config, schema_defaults())), summary)
     return Run(path, settings, summary, paper if isinstance(paper, dict) else {})
+
+
+def with_fingerprint(settings: dict[str, Any], summary: dict | None) -> dict[str, Any]:
+    """``settings`` with the summary's ``data_fingerprint`` after the ``data.`` keys: runs on different data
+    (another folder of same-sized images) are different settings, not replicates. A run from before the
+    fingerprint, or an unfinished one, has none, so it is no replicate of a run that has one."""
+    fingerprint = (summary or {}).get(FINGERPRINT)
+    if fingerprint is None:
+        return settings
+    keys = list(settings)
+    at = max((i + 1 for i, key in enumerate(keys) if key.startswith("data.")), default=0)
+    return {**{k: settings[k] for k in keys[:at]}, FINGERPRINT: hashable(fingerprint),
+            **{k: settings[k] for k in keys[at:]}}
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from prunekit.errors import UserError
 from prunekit.report.groups import ABSENT, HEADLINE_KEYS, Group, show_value, sort_key
-from prunekit.report.metrics import REPORTED, Estimate, Metric, present
+from prunekit.report.metrics import REPORTED, Estimate, Metric, present, unstable_notes
 
 SEEDS_NOTE = "mean ± std (n) over seeds; std is the sample standard deviation, absent for one seed"
 
@@ -34,7 +34,8 @@ def summary_table(groups: list[Group], keys: list[str]) -> Table:
         keys = [key for key in HEADLINE_KEYS if groups[0].value(key) is not ABSENT]
     rows = [[show_value(group.value(key)) for key in keys] + [metric.of(group) for metric in metrics]
             for group in groups]
-    return Table(f"Results per setting, {SEEDS_NOTE}", keys + [m.label for m in metrics], len(keys), rows)
+    return Table(f"Results per setting, {SEEDS_NOTE}", keys + [m.label for m in metrics], len(keys), rows,
+                 unstable_notes([m.key for m in metrics], groups))
 
 
 def pivot_table(groups: list[Group], keys: list[str], rows_key: str, cols_key: str, metric: Metric) -> Table:
@@ -62,7 +63,8 @@ def pivot_table(groups: list[Group], keys: list[str], rows_key: str, cols_key: s
     rows = [[show_value(v) for v in row] + [cells[row].get(column) for column in order]
             for row in sorted(cells, key=lambda row: [sort_key(v) for v in row])]
     title = f"{metric.label}: {rows_key} (rows) by {cols_key} (columns), {SEEDS_NOTE}"
-    return Table(title, labels + [show_value(c) for c in order], len(labels), rows, notes)
+    return Table(title, labels + [show_value(c) for c in order], len(labels), rows,
+                 notes + unstable_notes([metric.key], groups))
 
 
 def _per_column(groups: list[Group], key: str, cols_key: str) -> dict:
