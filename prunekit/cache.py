@@ -1,8 +1,10 @@
 """The dense-model cache: a dense network is trained once per configuration and reused by every run.
 
-The key hashes everything that determines the dense weights (dataset, model, dense training settings,
-seed, device type and library versions). A file lock makes concurrent runs of a sweep wait for the
-first one instead of training the same network twice; writes are atomic. An entry that cannot be read,
+The key hashes everything that determines the dense weights (the data loaded, by its fingerprint; the data,
+model and dense training settings; seed, device type and library versions). Where the data lies is not
+part of it: a copy of the same files elsewhere hits, other files under the same path miss. A file lock
+makes concurrent runs of a sweep wait for the first one instead of training the same network twice;
+writes are atomic. An entry that cannot be read,
 or that holds something else than a dense model of this configuration, is set aside (renamed, never
 deleted) with a warning, and the network is trained again: one damaged file must not fail every later
 run of its configuration.
@@ -32,16 +34,18 @@ DEVICE_OPTIONS = {field.name: field.default for field in dataclasses.fields(Trai
                   if field.name in ("precision", "channels_last", "compile", "deterministic")}
 
 
-def dense_key(cfg: DictConfig, device: torch.device) -> str:
-    """A short hash of everything the dense weights depend on."""
+def dense_key(cfg: DictConfig, device: torch.device, data_fingerprint: str) -> str:
+    """A short hash of everything the dense weights depend on; ``data_fingerprint`` is the loaded dataset's
+    (:attr:`prunekit.data.Dataset.fingerprint`), which stands for the files' contents."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("download")  # how the files arrived does not change them
-    data.pop("root")  # the same dataset may sit in several places
+    data.pop("root")  # where they lie neither: the fingerprint tells their contents apart
     model = OmegaConf.to_container(cfg.model, resolve=True)
     if model.get("weights") is not None:  # the file's content and classes count, not where it lies
         model["weights"] = weights.identity(model["weights"])
     identity = {
         "data": data,
+        "data_fingerprint": data_fingerprint,
         "model": model,
         "train": OmegaConf.to_container(cfg.train, resolve=True),
         "seed": cfg.seed,

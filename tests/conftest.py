@@ -1,9 +1,14 @@
-"""Shared helpers: run the real CLI in-process, in a scratch directory, with a scratch dense cache."""
+"""Shared helpers: run the real CLI in-process, in a scratch directory, with a scratch dense cache; write
+small datasets in their real formats; find the real data or say why a test cannot run."""
 import gzip
 import importlib.util
 import json
+import os
+import pickle
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +19,25 @@ from prunekit.cli import main
 torch.set_num_threads(1)
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def require_data(path: Path, how: str) -> Path:
+    """``path``, a folder of real data; without it the calling test is skipped with a reason that says
+    ``how`` to get the data, or fails when the CI environment variable is set: CI (.ci/run) installs the
+    data, so there a missing folder is a broken setup, not an optional test."""
+    if path.is_dir():
+        return path
+    reason = f"real data not found at {path} ({how})"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason}; CI={os.environ['CI']} requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def fashion_mnist() -> Path:
+    """Debian's Fashion-MNIST folder (see :func:`require_data`)."""
+    return require_data(FASHION_MNIST, "apt-get install dataset-fashion-mnist, as .ci/run does")
 
 
 @pytest.fixture
@@ -39,6 +63,48 @@ def read_summary(run_dir: Path) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- small datasets in the real on-disk formats ----------------------------------------------------
+
+
+def images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def labels(n: int, classes: int) -> list[int]:
+    return [i % classes for i in range(n)]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian uint32 sizes, then the data."""
+    payload = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload += array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+def write_mnist(folder: Path, gz: bool, n_train: int = 40, n_test: int = 20, seed: int = 0) -> None:
+    """The four IDX files of MNIST or Fashion-MNIST: random 28x28 images (drawn from ``seed``), 10 classes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = [images(n_train, (28, 28), seed), labels(n_train, 10), images(n_test, (28, 28), seed + 1),
+              labels(n_test, 10)]
+    for name, array in zip(IDX_NAMES, arrays):
+        write_idx(folder / (name + ".gz" if gz else name), np.asarray(array))
+
+
+def write_pickle(path: Path, obj) -> None:
+    path.write_bytes(pickle.dumps(obj))
+
+
+def write_cifar10(root: Path, per_batch: int = 10) -> Path:
+    """torchvision's cifar-10-batches-py folder under ``root``: pickled dicts of uint8 rows and int labels."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        batch = {"data": images(per_batch, (3 * 32 * 32,), i), "labels": labels(per_batch, 10)}
+        write_pickle(folder / name, batch)
+    write_pickle(folder / "batches.meta", {"label_names": [f"class{k}" for k in range(10)]})
+    return folder
 
 
 def corrupt_idx(root: Path) -> Path:

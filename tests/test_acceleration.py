@@ -103,14 +103,14 @@ def test_channels_last_converts_conv_networks_and_leaves_an_mlp_alone():
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_latency_is_timed_on_batches_laid_out_as_the_model_trains_on_them(channels_last):
-    from prunekit.latency import median_ms
+    from prunekit.latency import latency_table
 
     model = cnn()
     Acceleration(channels_last=channels_last).bind(model)
     layouts = []
     model.register_forward_pre_hook(
         lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
-    assert median_ms(model, (3, 8, 8), 2, torch.device("cpu")) > 0
+    assert latency_table({"cnn": (model, (3, 8, 8))}, [2], torch.device("cpu")).medians()["cnn"]["b2"] > 0
     assert layouts and all(layout == channels_last for layout in layouts)
 
 
@@ -234,5 +234,5 @@ def test_the_dense_cache_tells_precisions_apart_and_keeps_the_keys_of_default_ru
     cpu = torch.device("cpu")
     without_options = OmegaConf.masked_copy(base, [k for k in base if k not in ("precision", "channels_last",
                                                                                 "compile", "deterministic")])
-    assert dense_key(base, cpu) == dense_key(without_options, cpu)  # entries cached before the options stay valid
-    assert dense_key(OmegaConf.merge(base, {"precision": "bf16"}), cpu) != dense_key(base, cpu)
+    assert dense_key(base, cpu, "d") == dense_key(without_options, cpu, "d")  # keys without the options stay valid
+    assert dense_key(OmegaConf.merge(base, {"precision": "bf16"}), cpu, "d") != dense_key(base, cpu, "d")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
 import pickle
 import struct
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
+from conftest import IDX_NAMES, images, labels, require_data, write_cifar10, write_idx, write_mnist, write_pickle
 from prunekit.config import AugmentConfig, Caltech101DataConfig, DataConfig, SyntheticDataConfig
 from prunekit.data import DATASETS, check_available, load_dataset
 from prunekit.data import caltech as caltech_module
@@ -22,51 +22,13 @@ from prunekit.data.augment import CropFlip
 from prunekit.errors import UserError
 
 CPU = torch.device("cpu")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
 def data_cfg(schema=DataConfig, **values):
     return OmegaConf.structured(schema(**values))
 
 
-def images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
-
-
-def labels(n: int, classes: int) -> np.ndarray:
-    return (np.arange(n) % classes).astype(np.uint8)
-
-
-# --- writers for the real formats -------------------------------------------------------------------
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian uint32 sizes, then the data."""
-    payload = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload += array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
-
-
-def write_mnist(folder: Path, gz: bool, n_train: int = 40, n_test: int = 20) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = [images(n_train, (28, 28)), labels(n_train, 10), images(n_test, (28, 28), 1), labels(n_test, 10)]
-    for name, array in zip(IDX_NAMES, arrays):
-        write_idx(folder / (name + ".gz" if gz else name), array)
-
-
-def write_pickle(path: Path, obj) -> None:
-    path.write_bytes(pickle.dumps(obj))
-
-
-def write_cifar10(root: Path, per_batch: int = 10) -> Path:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        batch = {"data": images(per_batch, (3 * 32 * 32,), i), "labels": list(labels(per_batch, 10))}
-        write_pickle(folder / name, batch)
-    write_pickle(folder / "batches.meta", {"label_names": [f"class{k}" for k in range(10)]})
-    return folder
+# --- writers for the real formats (IDX and CIFAR-10 in conftest) ---------------------------------------
 
 
 def write_cifar100(root: Path) -> None:
@@ -76,6 +38,24 @@ def write_cifar100(root: Path) -> None:
         batch = {"data": images(200, (3 * 32 * 32,), i), "fine_labels": list(labels(200, 100))}
         write_pickle(folder / name, {**batch, "coarse_labels": list(labels(200, 20))})
     write_pickle(folder / "meta", {"fine_label_names": [f"class{k}" for k in range(100)]})
+
+
+def python2_batch(data: np.ndarray, label_key: str, batch_labels: list[int]) -> bytes:
+    """A CIFAR batch pickled as torchvision's files are: Python 2's protocol 2, with numpy 1's global
+    numpy.core.multiarray._reconstruct and the bytes as Python 2 str (which Python 3 reads as latin-1)."""
+    def text(value: bytes) -> bytes:  # BINSTRING
+        return b"T" + struct.pack("<i", len(value)) + value
+
+    def number(value: int) -> bytes:  # BININT
+        return b"J" + struct.pack("<i", value)
+
+    dtype = (b"cnumpy\ndtype\n" + text(b"u1") + number(0) + number(1) + b"\x87R(" + number(3) + text(b"|") + b"NNN"
+             + number(-1) + number(-1) + number(0) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + number(0) + b"\x85" + text(b"b")
+             + b"\x87R(" + number(1) + number(data.shape[0]) + number(data.shape[1]) + b"\x86" + dtype + b"\x89"
+             + text(data.tobytes()) + b"tb")
+    label_list = b"](" + b"".join(number(label) for label in batch_labels) + b"e"
+    return b"\x80\x02}(" + text(b"data") + array + text(label_key.encode()) + label_list + b"u."
 
 
 def write_caltech(root: Path, per_class: int = 5) -> Path:
@@ -164,6 +144,27 @@ def test_empty_validation_split():
     assert len(dataset.val) == 0 and dataset.num_batches("val", 32) == 0
     assert list(dataset.batches("val", 32, shuffle=True, augment=False)) == []
     assert dataset.val.x.shape[1:] == (1, 8, 8)
+
+
+def test_the_fingerprint_follows_the_samples_in_each_split(digits, tmp_path):
+    assert len(digits.fingerprint) == 16 and int(digits.fingerprint, 16) >= 0
+    assert load_dataset(data_cfg(name="digits", val_fraction=0.15), CPU).fingerprint == digits.fingerprint
+    others = [load_dataset(data_cfg(name="digits", val_fraction=0.2), CPU),
+              load_dataset(data_cfg(name="digits", val_fraction=0.15, classes=[0, 1]), CPU),
+              dataclasses.replace(digits, test=dataclasses.replace(digits.test, y=digits.test.y.flip(0)))]
+    assert len({digits.fingerprint, *(other.fingerprint for other in others)}) == 4
+
+
+@pytest.mark.parametrize("values, named", [
+    ({"name": "digits", "val_fraction": 0.999}, r"the train split holds no sample: data.val_fraction=0.999 moves all"),
+    ({"name": "mnist", "classes": [7, 8]}, r"the test split holds no sample: .* none of data.classes=\[7, 8\]"),
+])
+def test_a_split_without_samples_is_refused(tmp_path, values, named):
+    write_mnist(tmp_path, gz=False)
+    write_idx(tmp_path / IDX_NAMES[3], np.asarray(labels(20, 5)))  # the test files hold classes 0..4 only
+    with pytest.raises(UserError, match=named) as error:
+        load_dataset(data_cfg(root=str(tmp_path), **values), CPU)
+    assert "\n" not in str(error.value)
 
 
 def test_synthetic_table_and_image():
@@ -262,9 +263,27 @@ def test_idx_labels_out_of_range_names_the_labels_file(tmp_path, name, n):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
-def test_real_fashion_mnist():
-    dataset = load_dataset(data_cfg(name="fashion_mnist", root=str(FASHION_MNIST)), CPU)
+@pytest.mark.parametrize("name, file", [("fashion_mnist", IDX_NAMES[0]), ("mnist", IDX_NAMES[2])])
+def test_idx_images_of_another_size_are_refused(tmp_path, name, file):
+    write_mnist(tmp_path, gz=False)
+    write_idx(tmp_path / file, images(40 if file == IDX_NAMES[0] else 20, (32, 32)))
+    with pytest.raises(UserError, match=f"{file} holds 32x32 images but {name} images are 28x28") as error:
+        load_dataset(data_cfg(name=name, root=str(tmp_path)), CPU)
+    assert "\n" not in str(error.value)
+
+
+def test_real_data_is_skipped_without_it_and_required_under_ci(tmp_path, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert require_data(tmp_path, "how") == tmp_path
+    with pytest.raises(pytest.skip.Exception, match="absent.*how"):
+        require_data(tmp_path / "absent", "how")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="absent.*how.*CI=true"):
+        require_data(tmp_path / "absent", "how")
+
+
+def test_real_fashion_mnist(fashion_mnist):
+    dataset = load_dataset(data_cfg(name="fashion_mnist", root=str(fashion_mnist)), CPU)
     assert len(dataset.train) + len(dataset.val) == 60000 and len(dataset.test) == 10000
     assert len(dataset.val) == 6000 and dataset.num_classes == 10 and dataset.input_shape == (1, 28, 28)
     assert torch.bincount(dataset.test.y).tolist() == [1000] * 10
@@ -290,6 +309,19 @@ def test_cifar100(tmp_path):
     write_cifar100(tmp_path)
     dataset = load_dataset(data_cfg(name="cifar100", root=str(tmp_path)), CPU)
     assert dataset.num_classes == 100 and len(dataset.test) == 200
+
+
+@pytest.mark.parametrize("written_by", ["python2", "protocol5"])
+def test_cifar_batches_as_torchvision_and_numpy_2_write_them(tmp_path, written_by):
+    folder = write_cifar10(tmp_path)
+    data = images(10, (3 * 32 * 32,), 7)
+    if written_by == "python2":  # torchvision's own files
+        (folder / "test_batch").write_bytes(python2_batch(data, "labels", labels(10, 10)))
+    else:  # saved again by numpy 2 at Python 3.14's default protocol: arrays rebuilt from a buffer
+        (folder / "test_batch").write_bytes(pickle.dumps({"data": data, "labels": labels(10, 10)}, protocol=5))
+    dataset = load_dataset(data_cfg(name="cifar10", root=str(tmp_path)), CPU)
+    assert torch.equal(dataset.test.x, torch.from_numpy(data).view(10, 3, 32, 32))
+    assert dataset.test.y.tolist() == labels(10, 10)
 
 
 def test_cifar_missing_and_corrupt(tmp_path):

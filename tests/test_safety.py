@@ -1,13 +1,17 @@
 """A failing or interrupted run never deletes what it did not create, never overwrites a run, never trains
 on bad numbers, and says in one line what went wrong and what to do."""
+import os
+import pickle
 import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import corrupt_idx, interrupt_after, read_metrics, read_summary
+from conftest import corrupt_idx, interrupt_after, read_metrics, read_summary, write_cifar10, write_mnist
 
 QUICK = ("train.epochs=2", "prune.epochs=2", "finetune.epochs=1")
 
@@ -41,6 +45,56 @@ def test_a_failing_run_removes_the_directories_it_created(cli, tmp_path):
     code, _, err = cli("train", "dataset=fashion_mnist", f"data.root={data}", "hydra.run.dir=new/deep/run")
     assert code == 2
     assert not (tmp_path / "new").exists()
+
+
+class Calls:
+    """Unpickling this calls ``function(argument)``: what a crafted file can do with any code."""
+
+    def __init__(self, function, argument):
+        self.function, self.argument = function, argument
+
+    def __reduce__(self):
+        return self.function, (self.argument,)
+
+
+@pytest.mark.parametrize("function, argument, named", [
+    (Path.touch, lambda path: path, "pathlib.Path.touch"),
+    (os.system, lambda path: f"touch {path}", "system"),
+])
+def test_a_cifar_batch_that_would_run_code_is_refused_unrun(cli, tmp_path, function, argument, named):
+    folder = write_cifar10(tmp_path / "data")
+    pickle.loads(pickle.dumps(Calls(function, argument(tmp_path / "proof"))))
+    assert (tmp_path / "proof").exists()  # plain unpickling runs it
+    batch = {"data": Calls(function, argument(tmp_path / "marker")), "labels": [0]}
+    (folder / "data_batch_2").write_bytes(pickle.dumps(batch))
+    code, _, err = cli("train", "dataset=cifar10", f"data.root={tmp_path / 'data'}", "hydra.run.dir=run")
+    assert not (tmp_path / "marker").exists()
+    _one_line(code, err, "data_batch_2", "refused", named)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_dense_cache_tells_data_folders_apart_by_their_contents(cli, tmp_path):
+    write_mnist(tmp_path / "a", gz=True)
+    write_mnist(tmp_path / "b", gz=True, seed=5)  # the same names, sizes and labels, other images
+    shutil.copytree(tmp_path / "a", tmp_path / "copy_of_a")
+    for name in ("a", "b", "copy_of_a"):
+        code, _, err = cli("train", "dataset=fashion_mnist", f"data.root={tmp_path / name}", "data.val_fraction=0.25",
+                           *QUICK, "latency=false", "figures=false", f"hydra.run.dir=run_{name}")
+        assert code == 0, err
+    runs = {name: tmp_path / f"run_{name}" for name in ("a", "b", "copy_of_a")}
+    summaries = {name: read_summary(run) for name, run in runs.items()}
+    dense_epochs = {name: sum(r.get("stage") == "dense" for r in read_metrics(run)) for name, run in runs.items()}
+    assert {name: s["dense_cache_hit"] for name, s in summaries.items()} == {"a": False, "b": False, "copy_of_a": True}
+    assert dense_epochs == {"a": 2, "b": 2, "copy_of_a": 0}
+    fingerprints = {name: s["data_fingerprint"] for name, s in summaries.items()}
+    assert fingerprints["a"] != fingerprints["b"] and fingerprints["a"] == fingerprints["copy_of_a"]
+
+
+def test_an_empty_training_split_stops_the_run_before_it_trains(cli, tmp_path):
+    code, _, err = cli("train", "data.val_fraction=0.999", "hydra.run.dir=run")
+    _one_line(code, err, "train split holds no sample", "data.val_fraction=0.999")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
 def test_a_run_directory_is_never_reused_without_resume(cli, tmp_path):

@@ -199,7 +199,7 @@ def test_dense_cache_key_follows_the_content_of_the_weights_file(tmp_path, sourc
     def key(path: Path) -> str:
         cfg = OmegaConf.create({"data": {"name": "digits", "root": "x", "download": False},
                                 "model": {"name": "mlp", "weights": str(path)}, "train": {}, "seed": 0})
-        return dense_key(cfg, CPU)
+        return dense_key(cfg, CPU, "d")
 
     assert key(first) == key(second)
     state = torch.load(second, weights_only=True)

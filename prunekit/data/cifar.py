@@ -7,6 +7,10 @@ every later label onto the wrong image without an error, and a label out of rang
 its file. Reading per file lets every check name the damaged file. It also skips torchvision's md5 check
 of every file on every run (hashing 180 MB costs time; a download is still verified, as torchvision checks
 the archive's md5) and lets the tests read small batches written in the same format.
+
+A batch is unpickled by :class:`BatchUnpickler`, which builds only what a CIFAR batch holds (dicts, lists,
+strings, bytes, numbers and numpy arrays): plain ``pickle.load`` would run whatever code a crafted file
+under ``data.root`` names.
 """
 from __future__ import annotations
 
@@ -22,6 +26,32 @@ from prunekit.data.source import Source, check_label_range, data_root, reason, t
 from prunekit.errors import UserError
 
 LABEL_KEYS = ("labels", "fine_labels")  # CIFAR-10's key, else CIFAR-100's (its 100 classes, not the 20 coarse)
+# The only globals a batch names: numpy's array and dtype reconstruction. torchvision's files were written by
+# numpy 1 (numpy.core), files saved again by numpy 2 name numpy._core; protocol 5 rebuilds arrays from a buffer.
+# Dicts, lists, strings, bytes and numbers need no global at all.
+_RECONSTRUCT, _FROMBUFFER = np.zeros(0).__reduce__()[0], np.zeros(0).__reduce_ex__(5)[0]
+BATCH_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class ForeignObject(pickle.UnpicklingError):
+    """A pickle names a global that a CIFAR batch never holds."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only the contents of a CIFAR batch and refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return BATCH_GLOBALS[module, name]
+        except KeyError:
+            raise ForeignObject(f"{module}.{name}") from None
 
 
 @dataclass(frozen=True)
@@ -72,10 +102,16 @@ class CifarSet:
         # N x C x H x W order the models want), the label key N class indices.
         try:
             with path.open("rb") as file:
-                entry = pickle.load(file, encoding="latin1")
+                entry = BatchUnpickler(file, encoding="latin1").load()
             key = next((key for key in LABEL_KEYS if key in entry), LABEL_KEYS[0])
             images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             labels = torch.as_tensor(entry[key], dtype=torch.long).reshape(-1)
+        except ForeignObject as error:
+            raise UserError(
+                f"{path}: refused, it asks to build {error}, which a CIFAR batch never holds (only dicts, lists, "
+                f"strings, bytes, numbers and numpy arrays); replace it from a fresh copy of torchvision's "
+                f"{self.torchvision_class.base_folder} folder"
+            ) from error
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OverflowError, RuntimeError,
                 OSError) as error:  # what damaged bytes or a foreign pickle make pickle, numpy or torch raise
             raise UserError(

@@ -6,6 +6,8 @@ device. Images stay uint8 until then, which keeps large sets at a quarter of the
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from omegaconf import DictConfig
 
 from prunekit.data.augment import CropFlip
 from prunekit.data.source import Source, stratified_split
-from prunekit.errors import UserError
+from prunekit.errors import UserError, warn
 
 SPLITS = ("train", "val", "test")
 VAL_SEED = 0  # the validation split is the same for every run seed
@@ -50,11 +52,14 @@ class Dataset:
     # data.class_subset), and the full dataset's number of classes; None when every class is kept.
     classes: list[int] | None = None
     total_classes: int | None = None
+    # What the splits hold (see :func:`fingerprint`): tells apart data from other files, splits or classes.
+    fingerprint: str = field(init=False)
     # Normalisation as one fused multiply-add per batch: x * scale + shift == (x / 255 - mean) / std.
     _scale: torch.Tensor = field(init=False, repr=False)
     _shift: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.fingerprint = fingerprint(self)
         unit = 1 / 255 if self.train.x.dtype == torch.uint8 else 1.0
         shape = (1, -1) + (1,) * (len(self.input_shape) - 1)
         self._scale = (unit / self.std).view(shape)
@@ -141,6 +146,7 @@ def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -
             f"{name} is tabular here; set data.augment.crop_padding=0 data.augment.hflip=false"
         )
     train, val = stratified_split(source.train_y, cfg.val_fraction, VAL_SEED)
+    check_splits(name, cfg, source, len(train), len(val))
     splits = {
         "train": Split(source.train_x[train], source.train_y[train]),
         "val": Split(source.train_x[val], source.train_y[val]),
@@ -164,6 +170,41 @@ def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -
         classes=source.classes,
         total_classes=source.total_classes,
     )
+
+
+def check_splits(name: str, cfg: DictConfig, source: Source, train: int, val: int) -> None:
+    """Refuse a train or test split without a sample, naming the options that emptied it; warn when
+    data.val_fraction asks for validation samples and rounding leaves none."""
+    kept = ""
+    if cfg.get("classes") is not None:
+        kept = f" of data.classes={list(cfg.classes)}"
+    elif cfg.get("class_subset") is not None:
+        kept = f" of the classes data.class_subset={cfg.class_subset} drew ({source.classes})"
+    loaded = len(source.train_y)
+    if train == 0 and loaded:
+        raise UserError(
+            f"{name}: the train split holds no sample: data.val_fraction={cfg.val_fraction} moves all {loaded} "
+            f"training samples{kept} into the val split; lower data.val_fraction"
+        )
+    for split, count in (("train", loaded), ("test", len(source.test_y))):
+        if count == 0:
+            fix = "choose other classes" if kept else "the files under data.root are empty, replace them"
+            raise UserError(f"{name}: the {split} split holds no sample: the {split} data has none{kept}; {fix}")
+    if val == 0 and cfg.val_fraction > 0:
+        warn(f"data.val_fraction={cfg.val_fraction} of {loaded} training samples{kept} rounds to no sample of any "
+             "class: the val split is empty and val metrics are left out; raise it, or set data.val_fraction=0")
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """16 hex digits of a sha256 over the train, val and test tensors (bytes, shapes, dtypes), the number of
+    classes and the kept classes: equal only for the same samples in the same splits with the same labels."""
+    digest = hashlib.sha256(json.dumps([dataset.num_classes, dataset.classes]).encode())
+    for name in SPLITS:
+        for tensor in (dataset.split(name).x, dataset.split(name).y):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{name} {data.dtype} {tuple(data.shape)};".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,7 @@ FILES = {  # role -> (file name without .gz, number of dimensions)
 }
 UBYTE = 0x08  # IDX type code of unsigned bytes, the only one these sets use
 NUM_CLASSES = 10  # both MNIST and Fashion-MNIST
+IMAGE_SIZE = (28, 28)  # both, too: a file of other images belongs to another dataset
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class IdxSet:
         tensors = {role: read_idx(paths[role], FILES[role][1]) for role in FILES}
         for split in ("train", "test"):
             images, labels = tensors[f"{split}_x"], tensors[f"{split}_y"]
+            if tuple(images.shape[1:]) != IMAGE_SIZE:
+                raise UserError(
+                    f"{paths[f'{split}_x']} holds {'x'.join(map(str, images.shape[1:]))} images but {self.title} "
+                    f"images are {'x'.join(map(str, IMAGE_SIZE))}; the file belongs to another dataset, replace it"
+                )
             if len(images) != len(labels):
                 raise UserError(
                     f"{paths[f'{split}_x']} holds {len(images)} images but {paths[f'{split}_y']} holds "

@@ -98,7 +98,7 @@ class Dense:
     name = "dense"
 
     def run(self, run, state: RunState, resume: dict | None) -> RunState:
-        cache = DenseCache(run.cfg.cache_dir, dense_key(run.cfg, run.device))
+        cache = DenseCache(run.cfg.cache_dir, dense_key(run.cfg, run.device, state.data.dataset.fingerprint))
         began, before = time.perf_counter(), state.seconds.get("dense", 0.0)
         with cache.locked():
             entry = cache.load(run.device)
