@@ -22,8 +22,12 @@ Definitions (cited in results files, so stated exactly):
   ``params_nonzero``.
 - FLOPs: counted by ``torch.utils.flop_counter.FlopCounterMode`` for ONE sample, for prunable layers
   only (a multiply-add counts 2; bias additions, BatchNorm, activations, pooling and residual sums
-  are ignored). ``flops_dense`` is their sum; ``flops_effective`` scales each layer's FLOPs by its
-  fraction of non-zero weights (the cost of a sparse kernel that skips zero weights).
+  are ignored). ``flops_dense`` is their sum; ``flops_effective`` counts the multiply-adds of alive weights
+  only (the weights ``params_effective`` counts): each alive weight costs 2 per output position it is
+  applied at (one position for a Linear layer on flat inputs, the output's height x width for a Conv2d),
+  i.e. its layer's FLOPs over the layer's weight count. A weight that reads a dead unit or feeds one costs
+  nothing, as in a network without the dead units; after unit pruning this equals ``flops_compact`` (except
+  for channels compaction keeps because a residual sum couples them).
 - ``collapsed_layers``: the prunable layers without a single alive weight (the network is cut there).
 - ``classes_without_path``: the output indices that no input reaches through non-zero weights, i.e. the
   dead units of the last prunable layer (the classifier); such a class's logit is a constant.
@@ -213,7 +217,7 @@ def _alive_entries(module: nn.Module, units: torch.Tensor | None) -> int:
 def _rows(model: nn.Module, flops: dict[str, int], reach: _Reach) -> list[dict]:
     rows = []
     for name, layer in prunable_layers(model):
-        weight_nonzero = _nonzero(layer.weight)
+        weight_nonzero, alive = _nonzero(layer.weight), int(reach.weights[name].sum())
         density = weight_nonzero / layer.weight.numel()
         rows.append(
             {
@@ -222,10 +226,11 @@ def _rows(model: nn.Module, flops: dict[str, int], reach: _Reach) -> list[dict]:
                 "shape": "x".join(str(d) for d in layer.weight.shape),
                 "params": layer.weight.numel() + _numel(layer.bias),
                 "nonzero": weight_nonzero + _nonzero(layer.bias),
-                "effective": int(reach.weights[name].sum()) + _alive_entries(layer, reach.units.get(name)),
+                "effective": alive + _alive_entries(layer, reach.units.get(name)),
                 "density": density,
                 "flops": flops[name],
-                "flops_effective": round(flops[name] * density),
+                # exact: a layer's FLOPs are 2 x output positions x weight entries
+                "flops_effective": flops[name] * alive // layer.weight.numel(),
             }
         )
     return rows
@@ -237,7 +242,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
     ``layer`` (module name), ``type`` (class name), ``shape`` (weight shape, e.g. ``"300x784"``),
     ``params`` (weight + bias entries), ``nonzero`` (non-zero weight + bias entries), ``effective``
     (alive weights + biases of alive units), ``density`` (non-zero weights / weights, biases
-    excluded), ``flops`` (one sample) and ``flops_effective`` (``flops * density``, rounded to whole FLOPs).
+    excluded), ``flops`` (one sample) and ``flops_effective`` (the FLOPs of the alive weights alone).
     Definitions are in the module docstring.
     """
     return _rows(model, flops_per_layer(model, input_shape), _reachability(model, input_shape))

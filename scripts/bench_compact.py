@@ -2,7 +2,7 @@
 """Benchmark compaction: how much faster a filter-pruned CNN runs once physically smaller, with the same outputs.
 
     python scripts/bench_compact.py                    # CPU, batch 64
-    python scripts/bench_compact.py --device cuda --repeats 7
+    python scripts/bench_compact.py --device cuda
 
 For VGG16-small and ResNet18-small (``model.variant=small``: 32x32 RGB inputs, 10 classes), built with
 prunekit's ``build_model``:
@@ -16,9 +16,10 @@ prunekit's ``build_model``:
 3. ``prunekit.pruning.compaction.compact`` turns the masked copy into a physically smaller network.
 
 Timing: one forward pass of a random batch in eval mode under ``torch.inference_mode``, measured with
-``prunekit.latency.median_ms`` (warm-up, then the median of repeated passes; the figure a run's summary
-reports). Dense and compact are timed in ``--repeats`` interleaved rounds and the median round counts, so a
-burst of load on the machine hits both. "dense" is the same architecture unpruned, with the same statistics.
+``prunekit.latency.latency_table`` as a run's summary is: after warm-up, dense and compact take turns, one pass
+each per round, for rounds within a time budget; the table gives each network's median and interquartile range,
+and the speedup is paired (the median over rounds of dense over compact in the same round), so a burst of load
+on the machine hits both. "dense" is the same architecture unpruned, with the same statistics.
 
 ``max |diff|`` is the largest absolute difference between the masked and the compact network's logits on
 one random batch, in eval mode; it should be float32 rounding noise (about 1e-6). FLOPs are
@@ -27,16 +28,16 @@ one random batch, in eval mode; it should be float32 rounding noise (about 1e-6)
 because another convolution writing the same residual stream still uses them (always 0 for VGG).
 
 The last line printed is exactly
-``compact_speedup_vgg16=<x>x compact_speedup_resnet18=<y>x max_abs_diff=<d>``, speedups being dense ms over
-compact ms and ``d`` the larger of the two models' differences. On a busy machine torch's multi-threaded
-kernels stall; compare the load average printed with the table.
+``compact_speedup_vgg16=<x>x compact_speedup_resnet18=<y>x max_abs_diff=<d>``, speedups being the paired dense
+over compact ratios above and ``d`` the larger of the two models' differences. On a busy machine torch's
+multi-threaded kernels stall; compare the load average printed with the table, and "unstable" (any spread
+above ``prunekit.latency.UNSTABLE_SPREAD`` times its median).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import os
-import statistics
 from collections.abc import Sequence
 
 import torch
@@ -47,7 +48,7 @@ from torch import nn
 
 from prunekit.config import ConvNetConfig, MethodConfig
 from prunekit.errors import run_script
-from prunekit.latency import median_ms
+from prunekit.latency import latency_table
 from prunekit.metrics import flops_per_layer, is_mlp
 from prunekit.models import build_model
 from prunekit.pipeline import resolve_device
@@ -94,31 +95,24 @@ def max_abs_diff(masked: nn.Module, compacted: nn.Module, batch: int, device: to
     return float((masked.eval()(x) - compacted.eval()(x)).abs().max())
 
 
-def interleaved_ms(models: dict[str, nn.Module], batch: int, device: torch.device, rounds: int) -> dict[str, float]:
-    """Median over ``rounds`` of ``median_ms`` per model, the models taking turns (order reversed every other
-    round) so that a change of load on the machine reaches all of them."""
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for index in range(rounds):
-        for name in (list(models) if index % 2 == 0 else list(reversed(models))):
-            times[name].append(median_ms(models[name], INPUT_SHAPE, batch, device))
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def conv_channels(model: nn.Module) -> int:
     """Output channels of all convolutions: what compaction can remove."""
     return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
-def measure(name: str, batch: int, device: torch.device, repeats: int) -> dict:
+def measure(name: str, batch: int, device: torch.device) -> dict:
     """Dense and compact figures of one architecture (see the module docstring)."""
     dense = dense_network(name, device)
     masked = prune_filters(dense)
     compacted, spec = compact(masked, INPUT_SHAPE, is_mlp(masked))
     compacted = compacted.to(device).eval()
-    ms = interleaved_ms({"dense": dense, "compact": compacted}, batch, device, repeats)
+    latency = latency_table({"dense": (dense, INPUT_SHAPE), "compact": (compacted, INPUT_SHAPE)}, [batch], device)
+    ms, spread, key = latency.medians(), latency.iqrs(), f"b{batch}"
     return {
         "model": name,
-        "dense_ms": ms["dense"], "compact_ms": ms["compact"], "speedup": ms["dense"] / ms["compact"],
+        "dense_ms": ms["dense"][key], "compact_ms": ms["compact"][key],
+        "dense_iqr_ms": spread["dense"][key], "compact_iqr_ms": spread["compact"][key],
+        "speedup": latency.ratio("dense", "compact", key), "unstable": latency.unstable(),
         "params_dense": sum(p.numel() for p in dense.parameters()),
         "params_compact": sum(p.numel() for p in compacted.parameters()),
         "flops_dense": sum(flops_per_layer(dense, INPUT_SHAPE).values()),
@@ -160,8 +154,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batch", type=int, default=64, help="samples per timed forward pass")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved rounds of median_ms per network (median round counts)")
     return parser.parse_args(argv)
 
 
@@ -169,14 +161,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     args = parse_args(argv)
     device = resolve_device(args.device)
     load_before = os.getloadavg()[0]
-    rows = {name: measure(name, args.batch, device, args.repeats) for name in MODEL_NAMES}
+    rows = {name: measure(name, args.batch, device) for name in MODEL_NAMES}
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU(s)"
     render(rows, f"compaction at {SPARSITY:.0%} of the filters (magnitude, unit, per layer), batch {args.batch}, "
                  f"{device} ({hardware})", Console())
+    spreads = ", ".join(f"{r['model']} {r['dense_iqr_ms']:.1f} / {r['compact_iqr_ms']:.1f}" for r in rows.values())
+    unstable = any(r["unstable"] for r in rows.values())
     # torch's own default thread count is used: as many intra-op threads as the machine offers
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) (torch's default); "
-          f"{args.repeats} interleaved round(s) of median_ms; load average (1 min) {load_before:.2f} at the "
-          f"start, {os.getloadavg()[0]:.2f} at the end", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) (torch's default); timed in "
+          f"turns as a run's latency is (IQR ms dense / compact: {spreads}; unstable: {unstable}); load average "
+          f"(1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end", flush=True)
     print(summary_line(rows), flush=True)
     return rows
 

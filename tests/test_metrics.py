@@ -8,12 +8,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import ConvNetConfig, MLPConfig
+from prunekit.config import CNNConfig, ConvNetConfig, MethodConfig, MLPConfig
 from prunekit.metrics import (
-    alive_weights, collapse, flops_per_layer, layer_table, measure, prunable_layers, summary_metrics,
+    alive_weights, collapse, flops_per_layer, is_mlp, layer_table, measure, prunable_layers, summary_metrics,
 )
 from prunekit.models import build_model
 from prunekit.models.mlp import MLP
+from prunekit.pruning.compaction import compact
+from prunekit.pruning.masks import MaskSet
+from prunekit.pruning.methods import get_method_class
 
 
 @pytest.fixture
@@ -133,14 +136,59 @@ def test_linear_flops_count_a_multiply_add_as_two():
     assert flops_per_layer(lenet(), (1, 28, 28)) == {"fc1": 470_400, "fc2": 60_000, "fc3": 2_000}
 
 
-def test_effective_flops_scale_with_density():
+def test_effective_flops_count_the_non_zero_weights_of_live_units():
     net = lenet()
     with torch.no_grad():
-        net.fc1.weight[:, ::2] = 0  # half of fc1's weights
+        net.fc1.weight[:, ::2] = 0  # half of fc1's weights; every unit still alive
     rows = {row["layer"]: row for row in layer_table(net, (1, 28, 28))}
     assert rows["fc1"]["density"] == 0.5 and rows["fc1"]["flops_effective"] == 470_400 / 2
     s = summary_metrics(net, (1, 28, 28))
     assert (s["flops_dense"], s["flops_effective"]) == (532_400, 532_400 - 235_200)
+
+
+def test_effective_flops_skip_the_non_zero_weights_of_dead_units(tiny_mlp):
+    with torch.no_grad():
+        tiny_mlp.fc1.weight[0] = 0  # hidden unit 0 of fc1 dead; its 2 outgoing weights in fc2 stay non-zero
+    rows = {row["layer"]: row for row in layer_table(tiny_mlp, (4,))}
+    # 2 FLOPs per alive weight: fc1 8 of 12, fc2 4 of 6 (not the 6 non-zero ones), fc3 4 of 4
+    assert [rows[n]["flops_effective"] for n in ("fc1", "fc2", "fc3")] == [16, 8, 8]
+    assert summary_metrics(tiny_mlp, (4,))["flops_effective"] == 32
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].weight[0] = 0  # filter 0 dead: the 3 x 36 classifier weights reading it cost nothing
+    # the 9 weights of filter 1 at each of the 6 x 6 output positions, and 3 x 36 weights once
+    assert summary_metrics(net, (1, 8, 8))["flops_effective"] == 2 * 9 * 36 + 2 * 3 * 36
+
+
+def _magnitude_pruned(model: nn.Module, granularity: str, sparsity: float) -> nn.Module:
+    cfg = OmegaConf.merge(OmegaConf.structured(MethodConfig),
+                          {"name": "magnitude", "granularity": granularity, "scope": "layer"})
+    get_method_class("magnitude")(cfg, model, MaskSet(model), None, 0).prune(sparsity)
+    return model.eval()
+
+
+@pytest.mark.parametrize("cfg, shape", [
+    (MLPConfig(name="mlp", hidden=[40, 20]), (1, 8, 8)),
+    (CNNConfig(name="cnn", blocks=[[8], [16]], hidden=12), (3, 8, 8)),  # convolutions with BatchNorm
+], ids=["mlp", "cnn"])
+def test_after_unit_pruning_effective_flops_are_the_compact_networks(cfg, shape):
+    torch.manual_seed(0)
+    masked = _magnitude_pruned(build_model(OmegaConf.structured(cfg), shape, 10), "unit", 0.5)
+    small, _ = compact(masked, shape, is_mlp(masked))
+    s = summary_metrics(masked, shape)
+    assert s["params_effective"] == sum(p.numel() for p in small.parameters())
+    assert s["flops_effective"] == sum(flops_per_layer(small, shape).values()) < s["flops_dense"]
+
+
+def test_after_weight_pruning_effective_flops_are_at_most_the_non_zero_share():
+    torch.manual_seed(0)
+    net = _magnitude_pruned(build_model(OmegaConf.structured(MLPConfig(name="mlp", hidden=[40, 20])), (1, 8, 8), 10),
+                            "weight", 0.97)
+    summary, rows = measure(net, (1, 8, 8))
+    non_zero_share = sum(row["flops"] * row["density"] for row in rows)
+    assert summary["collapsed_layers"] == [] and any(row["effective"] < row["nonzero"] for row in rows)
+    assert summary["flops_effective"] < non_zero_share  # the non-zero weights of dead units are not counted
 
 
 def test_metrics_leave_the_model_untouched():

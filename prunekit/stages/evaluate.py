@@ -11,7 +11,7 @@ from torch import nn
 from prunekit import metrics
 from prunekit.artifacts import save_compact, save_pruned
 from prunekit.engine import evaluate
-from prunekit.latency import latency_table
+from prunekit.latency import UNSTABLE_SPREAD, latency_table
 from prunekit.models import weights
 from prunekit.pruning.compaction import expand
 from prunekit.pruning.methods import get_method_class
@@ -42,7 +42,9 @@ def _inputs_kept(state: RunState) -> dict:
 
 
 def _latency(run, state: RunState, full: nn.Module) -> dict:
-    """Measured latency of the dense, masked and compact networks at batch 1 and the training batch size."""
+    """Measured latency of the dense, masked and compact networks at batch 1 and the training batch size, timed
+    in turns (see prunekit.latency): medians, interquartile ranges, whether any figure is unstable, and the paired
+    compact / dense ratios."""
     batch = run.cfg.finetune.batch_size
     models = {"dense": (state.spec.build_full(run.device), state.spec.input_shape),
               "masked": (full, state.spec.input_shape)}
@@ -50,11 +52,16 @@ def _latency(run, state: RunState, full: nn.Module) -> dict:
         models["compact"] = (state.model, state.data.input_shape)
     for model, _ in models.values():  # all in the run's memory format (channels_last), so ratios compare like with like
         run.acceleration.bind(model)
-    table = latency_table(models, [1, batch], run.device)
-    entries = {"latency_ms": table}
-    if "compact" in table:
-        entries["latency_ratio_b1"] = table["compact"]["b1"] / table["dense"]["b1"]
-        entries["latency_ratio"] = table["compact"][f"b{batch}"] / table["dense"][f"b{batch}"]
+    latency = latency_table(models, [1, batch], run.device)
+    entries = {"latency_ms": latency.medians(), "latency_iqr_ms": latency.iqrs(),
+               "latency_unstable": latency.unstable()}
+    if "compact" in models:
+        entries["latency_ratio_b1"] = latency.ratio("compact", "dense", "b1")
+        entries["latency_ratio"] = latency.ratio("compact", "dense", f"b{batch}")
+    if entries["latency_unstable"]:
+        # stdout, not a warning: how busy the machine was is no fault of the run
+        run.console.line(f"latency: unstable (a spread above {UNSTABLE_SPREAD} x its median: the machine's load "
+                         "changed while timing); time it again on an idle machine before comparing")
     return entries
 
 
@@ -88,7 +95,8 @@ class Evaluate:
         run.dir.write_layers(rows)
         state.seconds["evaluate"] = time.perf_counter() - began
         summary = {
-            "dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,
+            "dataset": cfg.data.name, "data_fingerprint": state.data.dataset.fingerprint,
+            "model": cfg.model.name, "method": cfg.method.name,
             # the labels, in the full dataset, of the classes kept by data.classes or data.class_subset
             **({"classes": state.data.dataset.classes} if state.data.dataset.classes is not None else {}),
             "granularity": cfg.method.granularity, "schedule": cfg.schedule.name, "seed": cfg.seed,
