@@ -127,8 +127,10 @@ class MethodConfig:
     name: str = MISSING
     # fraction of prunable groups removed (weights, or units for unit granularity)
     sparsity: float = ranged(0.9, **FRACTION)
-    granularity: str = "weight"  # weight | unit | input | block
-    scope: str = "global"  # global: one threshold over all layers; layer: the same fraction per layer
+    granularity: str = "weight"  # weight | unit | input (which of them a method supports: prunekit list)
+    # global: one threshold over all layers; layer: the same fraction per layer; auto: global for weights, layer
+    # for units and input features (prunekit/pruning/selection.py says why)
+    scope: str = "auto"
     # Layer-collapse guard: the fewest groups every prunable layer keeps. >= 1: a count (units, input
     # features or weights); between 0 and 1: a fraction of the layer's groups; 0: no guard.
     min_keep: float = ranged(1.0, 0)
@@ -184,6 +186,9 @@ class GumbelConfig(MethodConfig):
     tau: float = ranged(3.0, **POSITIVE)  # Gumbel-Softmax temperature
     tau_final: Optional[float] = ranged(None, **POSITIVE)  # anneal tau geometrically to this; null: fixed tau
     gate_lr: float = ranged(0.1, **POSITIVE)  # learning rate of the keep-minus-drop logits (weights use the stage's lr)
+    # The gates' own optimiser, whatever the stage's optimiser does to the weights: adam (the authors' tutorial)
+    # or sgd (with the stage's momentum). The gates get no weight decay either way.
+    gate_optimizer: str = "adam"
     # starting keep probability sigmoid(keep - drop)
     init_keep: float = ranged(0.95, 0.0, 1.0, low_open=True, high_open=True)
 

@@ -31,17 +31,64 @@ class TrainHook:
         """After the optimiser step; ``step`` counts the stage's steps from 1."""
 
 
-def build_optimizer(param_groups: list[dict], cfg: DictConfig, fused: bool = True) -> torch.optim.Optimizer:
-    """SGD (with momentum and weight decay) or Adam over the given parameter groups; ``fused=False`` gives
-    torch's default implementation (see :attr:`prunekit.acceleration.AcceleratedModel.fused_optimizer`)."""
+OPTIMIZERS = ("sgd", "adam")
+
+
+class OptimizerChain:
+    """Several torch optimisers stepped as one, for parameter groups that need different kinds (a method's
+    gate logits on Adam while the weights follow the stage's SGD). It offers what the training loop, the
+    gradient scaler and checkpoints use of an optimiser: ``param_groups``, ``zero_grad``, ``step`` and the
+    state dict (one entry per optimiser, in order)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"chain": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for optimizer, own in zip(self.optimizers, state["chain"], strict=True):
+            optimizer.load_state_dict(own)
+
+
+def build_optimizer(param_groups: list[dict], cfg: DictConfig,
+                    fused: bool = True) -> torch.optim.Optimizer | OptimizerChain:
+    """SGD (with momentum and weight decay) or Adam, as ``cfg.optimizer`` says, over the given parameter groups;
+    ``fused=False`` gives torch's default implementation (see
+    :attr:`prunekit.acceleration.AcceleratedModel.fused_optimizer`).
+
+    A group may name a kind of its own (``{"params": ..., "optimizer": "adam", "lr": ...}``): the groups of each
+    kind share one torch optimiser (the stage's own kind first), and two kinds are stepped as an
+    :class:`OptimizerChain`. Adam is per parameter, so a group on Adam updates alike in either form.
+    """
     # Fused kernels update every parameter in one call: a per-parameter loop costs ~2x on CPU.
     implementation = {"fused": True} if fused else {}
-    if cfg.optimizer == "adam":
-        optimizer = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation)
-    else:
-        optimizer = torch.optim.SGD(
-            param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **implementation
-        )
+    kinds: dict[str, list[dict]] = {cfg.optimizer: []}
+    for group in param_groups:
+        own = dict(group)
+        kinds.setdefault(own.pop("optimizer", cfg.optimizer), []).append(own)
+    optimizers = []
+    for kind, groups in kinds.items():
+        if not groups:
+            continue
+        if kind == "adam":
+            optimizers.append(torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation))
+        else:
+            optimizers.append(torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                                              weight_decay=cfg.weight_decay, **implementation))
+    optimizer = optimizers[0] if len(optimizers) == 1 else OptimizerChain(optimizers)
     for group in optimizer.param_groups:  # the learning-rate schedule scales from here
         group["initial_lr"] = group["lr"]
     return optimizer

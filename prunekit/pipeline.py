@@ -17,6 +17,7 @@ from prunekit.data.source import reason
 from prunekit.data.view import DataView
 from prunekit.errors import UserError
 from prunekit.models.weights import start_from
+from prunekit.pruning.methods import get_method_class
 from prunekit.rundir import SUMMARY, RunDir, atomic_save
 from prunekit.stages import stages_for
 from prunekit.state import ModelSpec, RunState
@@ -111,6 +112,7 @@ class Run:
             self.dir.log({"event": "start_weights", **start._asdict()})
         state = RunState(spec, model, None, data)
         state.replace_model(model, spec)
+        get_method_class(self.cfg.method.name).check_network(self.cfg.method, state.masks)
         return state
 
     def _restored_state(self, resume: dict, data: DataView) -> RunState:
@@ -128,16 +130,16 @@ class Run:
         resume = load_resume_state(cfg, self.dir) if cfg.resume else None
         rng.seed_all(cfg.seed)
         data = DataView(load_dataset(cfg.data, self.device, cfg.seed))
-        self.dir.write_env(cfg.seed, self.device, self.command)
-        self.dir.figures.mkdir(exist_ok=True)
         stages = stages_for(cfg)
         names = [stage.name for stage in stages]
         if resume:
             self.dir.truncate_log(resume["log_length"])
             state = self._restored_state(resume, data)
             start = names.index(resume["stage"]) + (1 if resume["done"] else 0)
-        else:
+        else:  # built first: a target the network cannot honour is refused before anything is written
             state, start = self._fresh_state(data), 0
+        self.dir.write_env(cfg.seed, self.device, self.command)
+        self.dir.figures.mkdir(exist_ok=True)
         with self.acceleration.process_settings(), self.console.running():
             for index in range(start, len(stages)):
                 continuing = resume if resume and not resume["done"] and index == start else None

@@ -151,7 +151,7 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
             output = OutputDir.inspect(path, key)
             with read_write(cfg), open_dict(cfg):
                 del cfg["hydra"]
-            validate(cfg)
+            validate(cfg, frozenset(o.split("=", 1)[0].lstrip("+~") for o in job))
             check_available(cfg.data)
             require_directory_path(Path(cfg.cache_dir).expanduser(), "cache_dir")
             if not writes:

@@ -18,6 +18,7 @@ from prunekit.config import choice
 from prunekit.errors import UserError
 from prunekit.models import weights
 from prunekit.pruning.methods import get_method_class
+from prunekit.pruning.selection import SCOPES
 
 FREE_FORM = ("paper",)  # an experiment's published table: any keys, read only by reports
 STEPPED_SCHEDULES = ("iterative", "one_shot")  # schedules whose pruning steps a learning-rate cycle can follow
@@ -60,8 +61,9 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
             _check_value(path, node[key], spec)
 
 
-def validate(cfg: DictConfig) -> None:
-    """All checks of a composed config (without its ``hydra`` node); method-specific ones live with the method."""
+def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
+    """All checks of a composed config (without its ``hydra`` node); method-specific ones live with the method.
+    ``given``: the keys the command line set (see :func:`check_unused`)."""
     check_schema(cfg)
     if not (cfg.train.epochs or cfg.prune.epochs or cfg.finetune.epochs or weights.given(cfg.model)):
         raise UserError("nothing trains this network: train.epochs, prune.epochs and finetune.epochs are 0 and "
@@ -76,8 +78,7 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"schedule.end={cfg.schedule.end} comes before schedule.start={cfg.schedule.start}")
     choice(cfg.device, ["auto", "cpu", "cuda"], "device")
     choice(cfg.precision, list(PRECISIONS), "precision")
-    choice(cfg.method.granularity, ["weight", "unit", "input", "block"], "method.granularity")
-    choice(cfg.method.scope, ["global", "layer"], "method.scope")
+    choice(cfg.method.scope, list(SCOPES), "method.scope")
     for stage in ("train", "prune", "finetune"):
         choice(cfg[stage].optimizer, ["sgd", "adam"], f"{stage}.optimizer")
         allowed = ["cosine", "constant", "cycle"] if stage == "prune" else ["cosine", "constant"]
@@ -88,4 +89,19 @@ def validate(cfg: DictConfig) -> None:
             f"{cfg.schedule.name} prunes a little at every update; use schedule=iterative (or one_shot)"
         )
     weights.check_request(cfg.model)
-    get_method_class(cfg.method.name).validate(cfg)
+    method_class = get_method_class(cfg.method.name)
+    method_class.validate(cfg)
+    check_unused(cfg.method, method_class.unused_options(cfg.method), given)
+
+
+def check_unused(method: DictConfig, unused: dict[str, str], given: frozenset[str]) -> None:
+    """Refuse a method option given on the command line away from its default when the run does not read it.
+
+    Only options the user gave are refused: an experiment preset serves every method of its comparison, so it
+    may set an option that one of them does not read (method.samples_per_class for method=random)."""
+    fields = _schema_fields(method) or {}
+    for option, why in unused.items():
+        value, field = method[option], fields.get(option)
+        default = field.default if field is not None and field.default is not dataclasses.MISSING else None
+        if f"method.{option}" in given and value != default:
+            raise UserError(f"method.{option}={value} has no effect here: {why}; leave it out")

@@ -128,7 +128,7 @@ def _units_alive(masks):
 def test_the_iterative_procedure_removes_five_percent_of_the_original_filters_per_step():
     """The preset's schedule: 5% at the start, then five more steps of 5% each, fine-tuning between them."""
     model, data = _cnn(widths=(16, 16, 8)), _data()  # 40 units: 2 of them are 5%
-    method, masks = _method("taylor", model, data, samples_per_class=4, normalize="l2")
+    method, masks = _method("taylor", model, data, samples_per_class=4, normalize="l2", scope="global")
     schedule = OmegaConf.merge(OmegaConf.structured(ScheduleConfig),
                                {"name": "iterative", "initial_sparsity": 0.05, "steps": 5, "end": 5 / 6,
                                 "frequency": 1})

@@ -123,7 +123,7 @@ def test_a_network_whose_first_layer_is_neither_linear_nor_conv_is_refused():
 
 
 @pytest.mark.parametrize("preset,dataset,model", [
-    ("inputprune_mnist", "mnist", "mlp"), ("inputprune_fashion_mnist", "fashion_mnist", "mlp"),
+    ("inputprune_mnist", "mnist", "mlp"),  # inputprune_fashion_mnist's baselines have presets (tests/test_presets.py)
     ("inputprune_cifar10", "cifar10", "mlp"), ("inputprune_caltech101", "caltech101", "resnet18"),
 ])
 def test_the_presets_compose_for_the_method_and_its_baselines(preset, dataset, model):

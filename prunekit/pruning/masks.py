@@ -13,7 +13,7 @@ from torch import nn
 from prunekit.engine import TrainHook
 from prunekit.metrics import prunable_layers
 
-GRANULARITIES = ("weight", "unit", "input", "block")
+GRANULARITIES = ("weight", "unit", "input")
 
 
 def following_batchnorm(model: nn.Module) -> dict[str, nn.Module]:
@@ -83,7 +83,7 @@ class MaskSet(TrainHook):
 
     def groups_alive(self, granularity: str) -> dict[str, torch.Tensor]:
         """Which groups are still alive, per layer, shaped like that granularity's scores."""
-        if granularity in ("weight", "block"):
+        if granularity == "weight":
             return {n: m.weight_mask for n, m in self.layers.items()}
         if granularity == "unit":
             # The output layer's units are the classes: they can never be removed.
@@ -98,7 +98,7 @@ class MaskSet(TrainHook):
         """Write a group-level keep decision into the weight (and bias/BatchNorm) masks, then apply."""
         for name, kept in keep.items():
             module = self.layers[name]
-            if granularity in ("weight", "block"):
+            if granularity == "weight":
                 module.weight_mask &= kept
                 continue
             if granularity == "unit":

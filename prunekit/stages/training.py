@@ -22,6 +22,7 @@ from prunekit.data.source import reason
 from prunekit.state import RunState
 
 TRAINING_STAGES = ("dense", "prune", "finetune")
+OPTIONS = {"dense": "train", "prune": "prune", "finetune": "finetune"}  # each stage's config node
 
 
 def epoch_generator(seed: int, stage: str, epoch: int) -> torch.Generator:
@@ -42,7 +43,7 @@ def stop_if_diverged(record: dict, opt_cfg: DictConfig) -> None:
             stage = record["stage"]
             raise UserError(
                 f"the {stage} stage diverged in epoch {record['epoch']}: {key} is {value}; "
-                f"lower the learning rate ({stage}.lr={opt_cfg.lr}) and run again"
+                f"lower the learning rate ({OPTIONS[stage]}.lr={opt_cfg.lr}) and run again"
             )
 
 
@@ -148,7 +149,8 @@ class Prune:
                 make_pruner=lambda total, step: ScheduledPruning(state.method, cfg.schedule, target, total, step),
                 restarts=pruning_steps(cfg.schedule, target, total))
         state.method.finish()
-        run.dir.log({"event": "pruned", "density": state.density(), "sparsity_target": target})
+        run.dir.log({"event": "pruned", "density": state.density(),
+                     "sparsity_target": method_class.summary_entries(cfg.method)["sparsity_target"]})
         measure_pruned(state)
         run.save_last(state, self.name, cfg.prune.epochs, done=True)
         return state

@@ -26,7 +26,7 @@ from prunekit.explain.modularity import modularity
 from prunekit.explain.units_kept import plot_units_kept
 from prunekit.metrics import is_mlp
 from prunekit.pruning.masks import MaskSet
-from prunekit.pruning.selection import select_groups
+from prunekit.pruning.selection import check_floors, resolved_scope, select_groups
 
 
 NORMALISATIONS = ("none", "l2", "sum")
@@ -48,6 +48,7 @@ class PruningMethod(TrainHook):
     name: ClassVar[str]
     description: ClassVar[str]
     granularities: ClassVar[tuple[str, ...]] = ("weight", "unit", "input")
+    reads_samples: ClassVar[bool] = False  # whether the scores read method.samples_per_class reference samples
 
     def __init__(self, cfg: DictConfig, model: nn.Module, masks: MaskSet, data: Any, seed: int):
         self.cfg, self.model, self.masks, self.data, self.seed = cfg, model, masks, data, seed
@@ -58,6 +59,21 @@ class PruningMethod(TrainHook):
         (called before any run starts, after the schema's own checks: prunekit/validation.py)."""
         choice(cfg.method.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
         choice(cfg.method.normalize, list(NORMALISATIONS), "method.normalize")
+
+    @classmethod
+    def unused_options(cls, cfg: DictConfig) -> dict[str, str]:
+        """The options of the method config ``cfg`` that this run does not read, each with the reason; one given
+        away from its default is refused before the run starts (prunekit/validation.py)."""
+        if cls.reads_samples:
+            return {}
+        why = f"method={cls.name} reads no reference samples"
+        return {"samples_per_class": why, "score_batch_size": why}
+
+    @classmethod
+    def check_network(cls, cfg: DictConfig, masks: MaskSet) -> None:
+        """Raise UserError when the method config ``cfg`` cannot be honoured on the network built for the data
+        (``masks``: its prunable layers); called before the first stage, when the network's shapes are known."""
+        check_floors(masks.groups_alive(cfg.granularity), cfg.sparsity, cfg.min_keep, f"method.sparsity={cfg.sparsity}")
 
     @classmethod
     def schedule_target(cls, cfg: DictConfig) -> float:
@@ -78,7 +94,8 @@ class PruningMethod(TrainHook):
         ``min_keep`` floor; scores are normalised per layer first when ``method.normalize`` asks for it."""
         alive = self.masks.groups_alive(self.cfg.granularity)
         scores = normalised(self.scores(), self.cfg.normalize)
-        keep = select_groups(scores, alive, sparsity, self.cfg.scope, self.cfg.min_keep)
+        keep = select_groups(scores, alive, sparsity, resolved_scope(self.cfg.scope, self.cfg.granularity),
+                             self.cfg.min_keep)
         self.masks.set_groups(self.cfg.granularity, keep)
 
     def param_groups(self, lr: float) -> list[dict]:

@@ -63,13 +63,23 @@ class Crespr(PruningMethod):
                                              dataset.input_shape, self.seed)
 
     @classmethod
+    def unused_options(cls, cfg: DictConfig) -> dict[str, str]:
+        unused = {"samples_per_class": "method=crespr estimates the Hessian on random training batches"}
+        if cfg.criterion == "magnitude":
+            why = "method.criterion=magnitude estimates no Hessian"
+            unused.update(dict.fromkeys(("score_batch_size", "hessian", "hessian_batches", "hessian_probes"), why))
+        elif cfg.hessian == "fisher":
+            unused["hessian_probes"] = "method.hessian=fisher draws no probes"
+        return unused
+
+    @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         method = cfg.method
         choice(method.cluster_by, list(CLUSTERINGS), "method.cluster_by")
         choice(method.criterion, list(CRITERIA), "method.criterion")
         choice(method.hessian, list(ESTIMATORS), "method.hessian")
-        choice(method.scope, ["global"], "method.scope (for method=crespr, which ranks inside modules)")
+        choice(method.scope, ["auto", "global"], "method.scope (for method=crespr, which ranks inside modules)")
         widths = hidden_widths(cfg.model)
         if not widths:
             raise UserError(f"method=crespr splits hidden layers into modules, but model={cfg.model.name} has none; "

@@ -23,7 +23,8 @@ from torch import nn
 from prunekit.errors import UserError
 from prunekit.pruning.methods import register
 from prunekit.pruning.methods.base import PruningMethod, normalised
-from prunekit.pruning.selection import select_groups
+from prunekit.pruning.masks import MaskSet
+from prunekit.pruning.selection import check_floors, resolved_scope, select_groups
 
 
 def group_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
@@ -72,6 +73,17 @@ class InputPrune(PruningMethod):
         return self.masks.layers[self.masks.names[0]]
 
     @classmethod
+    def check_network(cls, cfg: DictConfig, masks: MaskSet) -> None:
+        inputs = masks.groups_alive("input")
+        features = next(iter(inputs.values())).numel()
+        if features < 2:  # a convolution on grey images: its one input channel is all the data there is
+            raise UserError(f"method=inputprune removes input features, but this network's first layer reads only "
+                            f"{features}; prune pixels with model=mlp, or use a dataset with more channels")
+        check_floors(inputs, cfg.input_sparsity, cfg.min_keep, f"method.input_sparsity={cfg.input_sparsity}")
+        if cfg.sparsity:
+            check_floors(masks.groups_alive("unit"), cfg.sparsity, cfg.min_keep, f"method.sparsity={cfg.sparsity}")
+
+    @classmethod
     def schedule_target(cls, cfg: DictConfig) -> float:
         # The schedule runs to the larger of the two targets; each step moves both the same share of the way.
         return max(cfg.sparsity, cfg.input_sparsity)
@@ -99,6 +111,7 @@ class InputPrune(PruningMethod):
                 continue
             scores = normalised({name: group_norms(self.masks.layers[name].weight.detach(), dim) for name in alive},
                                 self.cfg.normalize)
-            keep = select_groups(scores, alive, share * target, self.cfg.scope, self.cfg.min_keep)
+            keep = select_groups(scores, alive, share * target, resolved_scope(self.cfg.scope, granularity),
+                                 self.cfg.min_keep)
             self.masks.set_groups(granularity, keep)
 

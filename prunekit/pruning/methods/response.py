@@ -20,6 +20,7 @@ class ResponseMethod(PruningMethod):
     """Scores units (never single weights) from the network's response to the reference samples."""
 
     granularities = ("unit",)
+    reads_samples = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
