@@ -35,6 +35,7 @@ def write_fashion_mnist(folder: Path, n_train: int = 96, n_test: int = 32) -> No
         (folder / f"{name}.gz").write_bytes(gzip.compress(payload + array.astype(np.uint8).tobytes()))
 
 
+@pytest.mark.slow
 def test_functions_on_digits(bench):
     data, _ = bench.load_prunekit_data("digits", "unused", CPU)
     opt_cfg = bench.optim_config(batch_size=64, epochs=1)
@@ -59,6 +60,7 @@ def test_functions_on_digits(bench):
     assert {name: len(values) for name, values in times.items()} == {name: 3 for name in kinds}
 
 
+@pytest.mark.slow
 def test_compared_loops_and_steps_use_the_same_optimiser(bench):
     data, _ = bench.load_prunekit_data("digits", "unused", CPU)
     opt_cfg = bench.optim_config(batch_size=64, epochs=1)

@@ -21,6 +21,7 @@ def bench():
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_last_line_and_outputs_match(bench, capsys, monkeypatch):
     monkeypatch.setattr(latency, "BUDGET_S", 0.0)  # the fewest rounds: this test is about compaction
     rows = bench.main(["--batch", "2", "--device", "cpu"])

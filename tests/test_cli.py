@@ -10,6 +10,7 @@ import torch
 from conftest import corrupt_idx, interrupt_after, read_metrics, read_summary
 
 
+@pytest.mark.slow
 def test_default_train_on_digits_prunes_to_90_percent(cli, tmp_path):
     code, out, err = cli("train", "hydra.run.dir=run")
     assert code == 0, err
@@ -33,6 +34,7 @@ def test_default_train_on_digits_prunes_to_90_percent(cli, tmp_path):
     assert "summary" in out  # the closing table
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_results_and_another_seed_does_not(cli, tmp_path):
     args = ("train", "train.epochs=3", "prune.epochs=2", "finetune.epochs=1")
     first = [cli(*args, f"hydra.run.dir=a{i}", f"cache_dir={tmp_path}/cache{i}")[0] for i in range(2)]
@@ -44,6 +46,7 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not(cli, tmp_pa
     assert read_summary(tmp_path / "c")["loss"] != a["loss"]
 
 
+@pytest.mark.slow
 def test_multirun_trains_the_dense_model_once(cli, tmp_path):
     code, _, err = cli("train", "-m", "method.sparsity=0.5,0.8,0.9", "train.epochs=5", "prune.epochs=1",
                        "finetune.epochs=1", "hydra.sweep.dir=sweep")
@@ -62,6 +65,7 @@ def test_multirun_trains_the_dense_model_once(cli, tmp_path):
     assert [round(s["density"], 2) for s in summaries] == [0.5, 0.2, 0.1]
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_same_result(cli, tmp_path, monkeypatch):
     args = ("train", "train.epochs=3", "prune.epochs=3", "finetune.epochs=2", "method=random")
     assert cli(*args, "hydra.run.dir=whole", f"cache_dir={tmp_path}/c1")[0] == 0
@@ -84,6 +88,7 @@ def test_resume_ends_with_the_same_result(cli, tmp_path, monkeypatch):
     assert len(epochs) == len(set(epochs)) == 8  # no epoch logged twice
 
 
+@pytest.mark.slow
 def test_fashion_mnist_mlp_at_95_percent_sparsity(cli, tmp_path, fashion_mnist):
     code, _, err = cli("train", "dataset=fashion_mnist", f"data.root={fashion_mnist}", "method.sparsity=0.95",
                        "train.epochs=4", "prune.epochs=3", "finetune.epochs=2", "train.batch_size=128",
@@ -146,6 +151,7 @@ def test_list_help_and_cfg(cli):
     shutil.rmtree("outputs", ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_explain_rebuilds_the_figures_of_a_magnitude_run(cli, tmp_path):
     assert cli("train", "train.epochs=3", "prune.epochs=2", "finetune.epochs=1", "hydra.run.dir=run")[0] == 0
     figures = tmp_path / "run" / "figures"
@@ -162,6 +168,7 @@ def test_explain_rebuilds_the_figures_of_a_magnitude_run(cli, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "pruned.pt" in err
 
 
+@pytest.mark.slow
 def test_concurrent_runs_share_one_dense_training(tmp_path):
     """Two processes started together: the file lock makes one train and the other reuse its result."""
     # One thread each: two processes with two threads on two cores would mostly wait for each other.

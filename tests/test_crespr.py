@@ -157,6 +157,7 @@ def test_q_of_the_true_partition_of_a_modular_network_is_one_minus_one_over_k(bl
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.slow
 def test_a_run_keeps_its_modules_through_training_and_reports_them(cli, tmp_path, optimizer):
     code, _, err = cli("train", "method=crespr", "method.clusters=2", "method.sparsity=0.9", "dataset=synthetic",
                        "data.shape=[1,4,4]", "model.hidden=[16,8]", "train.epochs=1", "prune.epochs=2",

@@ -150,6 +150,7 @@ def test_pruning_without_training_steps_through_the_schedule():
     assert levels_without_training(iterative, 0.8) == pytest.approx([0.2, 0.4, 0.6, 0.8])
 
 
+@pytest.mark.slow
 def test_a_run_without_fine_tuning_rescores_at_every_step(cli, tmp_path, monkeypatch):
     from prunekit.pruning.methods.first_order import Taylor
 
@@ -165,6 +166,7 @@ def test_a_run_without_fine_tuning_rescores_at_every_step(cli, tmp_path, monkeyp
     assert read_summary(tmp_path / "run")["method"] == "taylor"
 
 
+@pytest.mark.slow
 def test_an_lrp_run_draws_units_kept_and_relevance_maps(cli, tmp_path):
     code, _, err = cli("train", "model=cnn", "model.blocks=[[8],[8]]", "model.hidden=16", "method=lrp",
                        "method.samples_per_class=5", "method.sparsity=0.5", "train.epochs=1", "prune.epochs=0",

@@ -80,6 +80,7 @@ def test_importance_counts_alive_connections_and_sums_path_products(hand_built):
     np.testing.assert_allclose(importance.path_weight, expected)
 
 
+@pytest.mark.slow
 def test_explain_mlp_reports_and_writes_every_file(hand_built, tmp_path):
     out = tmp_path / "figures" / "nested"
     summary = explain_mlp(hand_built, (1, 4, 4), out, class_names=["zero", "one", "two"])
@@ -169,6 +170,7 @@ def sparse_lenet(seed: int = 0) -> nn.Module:
     return model
 
 
+@pytest.mark.slow
 def test_lenet_at_extreme_sparsity_is_explained(tmp_path):
     summary = explain_mlp(sparse_lenet(), (1, 28, 28), tmp_path, class_names=[f"digit {i}" for i in range(10)])
     assert 0 < summary["inputs_used"] <= 150
@@ -177,6 +179,7 @@ def test_lenet_at_extreme_sparsity_is_explained(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_barely_pruned_network_is_drawn_with_its_strongest_edges_only(tmp_path, monkeypatch):
     from prunekit.explain import pathways
 

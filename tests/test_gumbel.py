@@ -325,6 +325,7 @@ def test_bad_settings_exit_2_with_one_line(cli, tmp_path, override, named):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_resume_in_the_middle_of_pruning_gives_the_same_result(cli, tmp_path, monkeypatch):
     args = ("train", "method=gumbel", "method.sparsity=0.95", "train.epochs=0", "prune.epochs=4",
             "finetune.epochs=1")
@@ -342,6 +343,7 @@ def test_resume_in_the_middle_of_pruning_gives_the_same_result(cli, tmp_path, mo
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_method_config_composes_and_command_line_overrides_win(cli):
     code, out, _ = cli("train", "method=gumbel", "--cfg", "job")
     assert code == 0
@@ -368,6 +370,7 @@ def test_method_config_composes_and_command_line_overrides_win(cli):
             assert (cfg.method.sparsity, cfg.prune.epochs) == (0.995, 1)
 
 
+@pytest.mark.slow
 def test_a_run_from_scratch_has_no_dense_accuracy_and_explain_redraws_its_figures(cli, tmp_path):
     assert cli("train", "method=gumbel", "train.epochs=0", "prune.epochs=3", "finetune.epochs=1",
                "hydra.run.dir=g")[0] == 0
@@ -382,6 +385,7 @@ def test_a_run_from_scratch_has_no_dense_accuracy_and_explain_redraws_its_figure
                for name in ("importance", "symmetry", "pathways"))
 
 
+@pytest.mark.slow
 def test_emergent_density_is_reported_as_reached_not_as_targeted(cli, tmp_path):
     assert cli("train", "method=gumbel", "method.target=emergent", "train.epochs=0", "prune.epochs=2",
                "finetune.epochs=0",

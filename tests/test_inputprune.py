@@ -82,6 +82,7 @@ def test_pruned_groups_stay_exactly_zero_through_training():
     assert int((group_norms(model[1].weight, 0) == 0).sum()) == 9  # 30% of fc1's 30 units
 
 
+@pytest.mark.slow
 def test_a_run_removes_the_inputs_from_network_and_data_with_the_same_outputs(cli, tmp_path):
     code, _, err = cli("train", "method=inputprune", "method.input_sparsity=0.75", "method.sparsity=0.5",
                        "method.lam=0.001", "model.hidden=[32,16]", "train.epochs=2", "prune.epochs=2",
@@ -141,6 +142,7 @@ def test_the_presets_compose_for_the_method_and_its_baselines(preset, dataset, m
             assert (cfg.data.name, cfg.model.name) == (dataset, model) and cfg.paper.arxiv == "2303.10999"
 
 
+@pytest.mark.slow
 def test_the_kept_features_survive_an_interruption_in_fine_tuning_and_explain(cli, tmp_path, monkeypatch):
     from tests.conftest import interrupt_after
 

@@ -109,6 +109,7 @@ def test_a_target_the_network_cannot_honour_is_refused_before_training(cli, tmp_
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*.pt"))  # nothing trained
 
 
+@pytest.mark.slow
 def test_floors_that_bend_the_target_slightly_keep_it_with_a_warning(cli, tmp_path):
     code, _, err = cli("train", "method.min_keep=0.105", "train.epochs=1", "prune.epochs=1", "finetune.epochs=0",
                        "figures=false", "latency=false", "hydra.run.dir=run")
@@ -117,6 +118,7 @@ def test_floors_that_bend_the_target_slightly_keep_it_with_a_warning(cli, tmp_pa
     assert read_summary(tmp_path / "run")["density"] == pytest.approx(5271 / 50200)
 
 
+@pytest.mark.slow
 def test_divergence_names_the_option_to_lower(cli):
     code, _, err = cli("train", "train.lr=1e8", "train.epochs=2", "hydra.run.dir=run")
     assert code == 2 and "the dense stage diverged" in err and "(train.lr=100000000.0)" in err, err

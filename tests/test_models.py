@@ -53,7 +53,7 @@ def test_mlp_flattens_any_input_with_configured_hidden_sizes():
         ("vgg16", "small", (1, 8, 8)),  # the digits images: pools round up instead of emptying the map
         ("resnet18", "small", (1, 28, 28)),
         ("resnet18", "small", (3, 32, 32)),
-        ("vgg16", "imagenet", (1, 32, 32)),
+        pytest.param("vgg16", "imagenet", (1, 32, 32), marks=pytest.mark.slow),  # 138M parameters
         ("resnet18", "imagenet", (1, 32, 32)),
         ("resnet18", "imagenet", (3, 64, 64)),
     ],

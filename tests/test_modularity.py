@@ -31,6 +31,7 @@ def test_a_dense_random_network_has_q_near_zero_and_an_empty_one_none():
     assert modularity(_net([np.zeros_like(layer) for layer in layers])) is None
 
 
+@pytest.mark.slow
 def test_every_mlp_run_reports_its_modularity_even_without_figures(cli, tmp_path):
     code, _, err = cli("train", "model.hidden=[32,16]", "train.epochs=2", "prune.epochs=1", "finetune.epochs=0",
                        "method.sparsity=0.95", "latency=false", "figures=false", "hydra.run.dir=run")

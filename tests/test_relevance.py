@@ -40,7 +40,8 @@ def build(name: str) -> tuple[str, nn.Module, torch.Tensor, torch.Tensor]:
     return name, model, torch.randn(SAMPLES, *shape), torch.randint(0, NUM_CLASSES, (SAMPLES,))
 
 
-@pytest.fixture(params=list(SPECS))
+# ResNet18's cases run in the full suite only (about 0.6 s each): the fast loop keeps VGG16's.
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.slow) if n.startswith("resnet") else n for n in SPECS])
 def case(request):
     return build(request.param)
 

@@ -228,6 +228,7 @@ def test_unfinished_and_corrupt_runs_are_not_aggregated(tmp_path, capsys, no_fig
     assert " (1) |" in markdown and "±" not in markdown.split("\n\n")[1]  # one seed: no standard deviation
 
 
+@pytest.mark.slow
 def test_mixed_datasets_are_reported_per_dataset(tmp_path, capsys):
     write_sweep(tmp_path / "a", methods=("magnitude",), seeds=(0,))
     write_sweep(tmp_path / "b", methods=("magnitude",), seeds=(0,), dataset="fashion_mnist")

@@ -97,6 +97,7 @@ def test_an_empty_training_split_stops_the_run_before_it_trains(cli, tmp_path):
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_a_run_directory_is_never_reused_without_resume(cli, tmp_path):
     assert cli("train", *QUICK, "hydra.run.dir=run")[0] == 0
     before = {name: (tmp_path / "run" / name).read_bytes() for name in ("summary.json", "metrics.jsonl")}
@@ -156,6 +157,7 @@ def test_a_diverging_run_stops_with_a_line_and_caches_nothing(cli, tmp_path):
 
 
 @pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated", "foreign"])
+@pytest.mark.slow
 def test_a_damaged_last_checkpoint_is_named_on_resume(cli, tmp_path, damage):
     assert cli("train", *QUICK, "hydra.run.dir=run")[0] == 0
     (tmp_path / "run" / "summary.json").unlink()  # as if killed before the end
@@ -170,6 +172,7 @@ def test_a_damaged_last_checkpoint_is_named_on_resume(cli, tmp_path, damage):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])
+@pytest.mark.slow
 def test_a_damaged_dense_cache_entry_is_set_aside_and_trained_again(cli, tmp_path, damage):
     assert cli("train", *QUICK, "hydra.run.dir=first")[0] == 0
     [entry] = (tmp_path / "cache").glob("*.pt")
@@ -189,6 +192,7 @@ def test_a_damaged_dense_cache_entry_is_set_aside_and_trained_again(cli, tmp_pat
     assert [e["hit"] for e in read_metrics(tmp_path / "third") if e.get("event") == "dense_cache"] == [True]
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_command_that_resumes_to_the_same_result(cli, tmp_path, monkeypatch):
     # Dropout draws from the global generators: resume is exact only if last.pt carries their states.
     args = ("train", "model.dropout=0.3", "train.epochs=3", "prune.epochs=3", "finetune.epochs=2")
@@ -214,6 +218,7 @@ def test_ctrl_c_before_the_first_checkpoint_keeps_nothing(cli, tmp_path, monkeyp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_dense_stage_from_cache_or_trained_gives_the_same_pruned_result(cli, tmp_path):
     args = ("train", "model.dropout=0.3", *QUICK)
     assert cli(*args, "hydra.run.dir=miss")[0] == 0

@@ -18,6 +18,7 @@ from prunekit.rundir import RunDir
 QUICK = ("train.epochs=3", "prune.epochs=2", "finetune.epochs=2")
 
 
+@pytest.mark.slow
 def test_unit_pruning_ends_as_a_smaller_network_with_its_figures(cli, tmp_path):
     code, out, err = cli("train", "method.granularity=unit", "method.scope=layer", *QUICK, "hydra.run.dir=run")
     assert code == 0, err
@@ -43,6 +44,7 @@ def test_unit_pruning_ends_as_a_smaller_network_with_its_figures(cli, tmp_path):
         torch.testing.assert_close(full.eval()(x), model(narrowed), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_compact_file_of_another_model_or_dataset_is_refused(cli, tmp_path):
     assert cli("train", "method.granularity=unit", *QUICK, "hydra.run.dir=a")[0] == 0
     assert cli("train", "method.granularity=unit", "model.hidden=[50]", *QUICK, "hydra.run.dir=b")[0] == 0
@@ -56,6 +58,7 @@ def test_a_compact_file_of_another_model_or_dataset_is_refused(cli, tmp_path):
         load_compact(tmp_path / "a" / "checkpoints" / "compact.pt")
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_after_compaction_resumes_to_the_same_result(cli, tmp_path, monkeypatch):
     args = ("train", "method.granularity=input", "method.sparsity=0.5", "train.epochs=2", "prune.epochs=2",
             "finetune.epochs=2")
@@ -72,6 +75,7 @@ def test_a_run_interrupted_after_compaction_resumes_to_the_same_result(cli, tmp_
     assert whole["inputs_kept_fraction"] == 0.5
 
 
+@pytest.mark.slow
 def test_explain_works_on_a_run_whose_inputs_were_narrowed(cli, tmp_path):
     assert cli("train", "method.granularity=input", "method.sparsity=0.75", *QUICK, "hydra.run.dir=run")[0] == 0
     shutil.rmtree(tmp_path / "run" / "figures")
@@ -81,6 +85,7 @@ def test_explain_works_on_a_run_whose_inputs_were_narrowed(cli, tmp_path):
     assert read_summary(tmp_path / "run")["inputs_used"] <= 16  # 25% of the 64 pixels are still fed
 
 
+@pytest.mark.slow
 def test_compaction_latency_and_figures_can_be_switched_off(cli, tmp_path):
     assert cli("train", "method.granularity=unit", *QUICK, "compact=false", "latency=false", "figures=false",
                "hydra.run.dir=r")[0] == 0
@@ -90,6 +95,7 @@ def test_compaction_latency_and_figures_can_be_switched_off(cli, tmp_path):
     assert not list((tmp_path / "r" / "figures").iterdir()) and "inputs_used" not in summary
 
 
+@pytest.mark.slow
 def test_a_learning_rate_cycle_needs_a_stepped_schedule(cli, tmp_path):
     code, _, err = cli("train", "prune.lr_schedule=cycle")
     assert code == 2 and "schedule=iterative" in err

@@ -14,6 +14,7 @@ from prunekit.sweeps import threads_per_job
 QUICK = ("train.epochs=2", "prune.epochs=1", "finetune.epochs=1", "latency=false", "figures=false")
 
 
+@pytest.mark.slow
 def test_a_joblib_sweep_finishes_the_jobs_that_did_not_fail(cli, tmp_path):
     data = corrupt_idx(tmp_path / "fm")
     code, _, err = cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -34,6 +35,7 @@ def test_threads_per_job_never_oversubscribe_the_cores(monkeypatch):
     assert [threads_per_job(n) for n in (None, 1, 2, 4, 16, 32, -1)] == [None, 16, 8, 4, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_a_sweep_through_submitit_runs_like_a_local_one(cli, tmp_path):
     code, _, err = cli("train", "-m", "hydra/launcher=submitit_local", "seed=0", *QUICK, "hydra.sweep.dir=sweep")
     assert code == 0, err
@@ -53,6 +55,7 @@ def test_the_slurm_preset_composes_and_every_key_can_be_overridden():
     assert (launcher.cpus_per_task, launcher.mem_gb, launcher.array_parallelism) == (8, 32, 16)
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_runs_only_the_missing_jobs_and_reports_every_group(cli, tmp_path, monkeypatch):
     from prunekit import pipeline
 
@@ -93,6 +96,7 @@ def test_an_interrupted_sweep_runs_only_the_missing_jobs_and_reports_every_group
         assert (tmp_path / "sweep" / "report" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_the_gumbel_presets_paper_block_prints_beside_the_measured_cell(cli, tmp_path):
     write_mnist(tmp_path / "mnist", gz=True, n_train=200, n_test=50)
     code, _, err = cli("train", "experiment=gumbel_mnist", f"data.root={tmp_path / 'mnist'}", "prune.epochs=1",

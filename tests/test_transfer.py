@@ -140,6 +140,7 @@ def dense(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "dense.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_weights_of_a_run_keep_the_rows_of_the_selected_classes(cli, tmp_path, source_run):
     weights = source_run / "checkpoints" / "dense.pt"
     code, out, err = cli("train", *SMALL_RUN, *NO_TRAINING, "data.classes=[3,1,2]", f"model.weights={weights}",
@@ -158,6 +159,7 @@ def test_weights_of_a_run_keep_the_rows_of_the_selected_classes(cli, tmp_path, s
     assert torch.equal(dense(tmp_path / "whole")["fc2.weight"], given["fc2.weight"])
 
 
+@pytest.mark.slow
 def test_weights_of_unknown_classes_replace_the_classifier(cli, tmp_path, source_run):
     given = dense(source_run)
     outside = tmp_path / "dense.pt"  # the same file outside its run directory: its classes are unknown
@@ -175,6 +177,7 @@ def test_weights_of_unknown_classes_replace_the_classifier(cli, tmp_path, source
     assert dense(tmp_path / "synthetic")["fc2.weight"].shape == (4, 32)
 
 
+@pytest.mark.slow
 def test_bad_weights_exit_2_with_one_line(cli, tmp_path, source_run):
     weights = source_run / "checkpoints" / "dense.pt"
     line = one_line_error(*cli("train", *SMALL_RUN, "model.hidden=[16]", f"model.weights={weights}",
