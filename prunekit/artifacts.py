@@ -12,7 +12,7 @@ from torch import nn
 
 from prunekit.data.source import reason
 from prunekit.errors import UserError
-from prunekit.rundir import atomic_save
+from prunekit.rundir import atomic_save, load_checkpoint
 from prunekit.state import ModelSpec
 
 COMPACT_FORMAT = "prunekit-compact-1"
@@ -31,7 +31,9 @@ def load_compact(path: Path, expect: dict | None = None, device: str = "cpu") ->
     file of another model or dataset, or one that is not a compact.pt, raises a one-line UserError.
     """
     try:
-        record = torch.load(path, map_location=device, weights_only=True)
+        record = load_checkpoint(path, device)
+    except UserError:  # the file cannot be opened: said as it is
+        raise
     except Exception as err:  # noqa: BLE001 - whatever the damage, the file cannot be used
         raise UserError(f"{path} cannot be read as a prunekit compact.pt ({reason(err)})") from err
     if not isinstance(record, dict) or record.get("format") != COMPACT_FORMAT:

@@ -24,9 +24,9 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from prunekit.config import TrainConfig
-from prunekit.errors import warn
+from prunekit.errors import file_errors, warn
 from prunekit.models import weights
-from prunekit.rundir import atomic_save
+from prunekit.rundir import atomic_save, load_checkpoint
 
 
 # How the device computes (prunekit/acceleration.py): each option with its schema default.
@@ -70,10 +70,16 @@ class DenseCache:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the key's lock: one process trains, the others wait and then read its result."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock"):
+        """Hold the key's lock: one process trains, the others wait and then read its result. A folder that
+        cannot be written is named in one line (cache_dir=...)."""
+        with file_errors(f"cache_dir={self.dir}", "write"):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.path) + ".lock")
+            lock.acquire()
+        try:
             yield
+        finally:
+            lock.release()
 
     def load(self, device: torch.device) -> dict | None:
         """The cached entry ({"model": state_dict, "metrics": {...}}), or None when there is none or it is
@@ -81,7 +87,7 @@ class DenseCache:
         if not self.path.exists():
             return None
         try:
-            entry = torch.load(self.path, map_location=device, weights_only=True)
+            entry = load_checkpoint(self.path, device)
         except Exception as err:  # noqa: BLE001 - whatever the damage, the cure is to train again
             self.set_aside(f"cannot be read ({type(err).__name__})")
             return None

@@ -6,10 +6,12 @@ shows the traceback instead.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from itertools import takewhile
 from pathlib import Path
 
-from prunekit.errors import UserError
+from prunekit.errors import UserError, file_problem
 
 USAGE = """usage: prunekit <command> [arguments]   (prunekit --version prints the version)
 
@@ -26,23 +28,52 @@ commands:
 Add debug=true (or set PRUNEKIT_DEBUG=1) to see the traceback behind an error."""
 
 
+def _refuse_option(message: str):
+    """argparse's error handler for ``train``: one line instead of Hydra's usage text."""
+    raise UserError(f"train: {message} (prunekit train --help)")
+
+
+def _is_override(word: str) -> bool:
+    return "=" in word or word.startswith("~")  # KEY=VALUE or ~KEY
+
+
+def check_split_values(overrides: list[str]) -> None:
+    """Refuse words that follow an override and are none themselves: the shell split a value at a space
+    (``data.root=/tmp/a b``), so the message shows the override quoted."""
+    for index in range(1, len(overrides)):
+        if not _is_override(overrides[index]) and "=" in overrides[index - 1]:
+            words = takewhile(lambda word: not _is_override(word), overrides[index:])
+            joined = " ".join([overrides[index - 1], *words])
+            raise UserError(f"{overrides[index]!r} is no override (KEY=VALUE); a value with a space must be quoted: "
+                            f"{shlex.quote(joined)}")
+
+
 def _train(args: list[str], debug: bool) -> int:
     from hydra._internal.utils import get_args_parser
 
     from prunekit.preflight import Plan, preflight
 
-    parsed = get_args_parser().parse_args(args)
+    parser = get_args_parser()
+    parser.error = _refuse_option
+    parsed = parser.parse_args(args)
+    check_split_values(parsed.overrides)
     plan = Plan(parsed.overrides, [], None)
     if not (parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion):
         plan = preflight(parsed.overrides, parsed.multirun, writes=not parsed.cfg)
-    if debug:
-        os.environ["HYDRA_FULL_ERROR"] = "1"
     hydra_args = [a for a in args if a not in parsed.overrides] + plan.overrides
     argv, sys.argv = sys.argv, ["prunekit", *hydra_args]
+    # Hydra prints what escapes a job (an OSError of its own, such as writing .hydra into a read-only folder)
+    # as a traceback with exit 1; told to re-raise it, it leaves main() to say it in one line.
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         return _hydra_train(["prunekit", "train", *args], plan)
     finally:
         sys.argv = argv
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
 
 
 def _hydra_train(command: list[str], plan) -> int:
@@ -50,6 +81,8 @@ def _hydra_train(command: list[str], plan) -> int:
 
     from prunekit.config import config_dir, register_schemas
     from prunekit.job import report_failures, run_job
+    from prunekit.runlock import exit_code
+    from prunekit.sweeps import say_interrupted
 
     register_schemas()
 
@@ -57,7 +90,14 @@ def _hydra_train(command: list[str], plan) -> int:
     def task(cfg) -> None:
         run_job(cfg, plan, command)
 
-    task()
+    try:
+        task()
+    except KeyboardInterrupt as interrupt:  # a sweep's jobs, in this process or in a launcher's workers
+        if plan.sweep is None:
+            raise
+        report_failures(plan)
+        say_interrupted(command)
+        return exit_code(interrupt)
     return report_failures(plan)
 
 
@@ -106,16 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("PRUNEKIT_DEBUG") == "1" or any(a.lower() == "debug=true" for a in argv)
     try:
         return _dispatch(argv, debug)
-    except UserError as err:
+    except (UserError, OSError) as err:  # an OSError here is the machine's: a permission, a full disk
         if debug:
             raise
-        print(f"prunekit: error: {err}", file=sys.stderr)
+        print(f"prunekit: error: {err if isinstance(err, UserError) else file_problem(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before a run started (a run's own interruption is handled in its task)
+    except KeyboardInterrupt as interrupt:  # before a run started (a run's own interruption is handled in its task)
         if debug:
             raise
+        from prunekit.runlock import exit_code
+
         print("\nprunekit: interrupted; nothing was started", file=sys.stderr)
-        return 130
+        return exit_code(interrupt)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,45 @@
 """Problems a user can fix: the one exception type the CLI prints as one line (exit 2), and warnings."""
+import errno
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class UserError(Exception):
     """A bad value, a missing file or a mismatch the user can correct; never a bug in prunekit."""
+
+
+# What the user can do about a cause that lies in the machine, not in prunekit (errno -> a hint).
+_REMEDIES = {
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "free space on that disk or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "it would exceed the file-size limit, see ulimit -f",
+    errno.EEXIST: "a file or a broken link has that name",
+}
+
+
+def file_problem(error: OSError, where: str | os.PathLike | None = None, doing: str = "use") -> UserError:
+    """``error`` as a one-line UserError naming the file and the system's reason, e.g. ``cannot write
+    /r/checkpoints/last.pt: No space left on device (free space ...)``. ``where`` (what prunekit was writing or
+    reading) is named rather than the OS's own path, which may be a temporary file beside it."""
+    place = where if where is not None else error.filename if error.filename is not None else "a file"
+    cause = error.strerror or type(error).__name__
+    remedy = _REMEDIES.get(error.errno)
+    return UserError(f"cannot {doing} {place}: {cause}" + (f" ({remedy})" if remedy else ""))
+
+
+@contextmanager
+def file_errors(where: str | os.PathLike | None = None, doing: str = "use") -> Iterator[None]:
+    """Turn an OSError raised inside the block into :func:`file_problem`: a full disk, a missing permission or
+    a read-only folder is the user's to fix, and is told in one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise file_problem(error, where, doing) from error
 
 
 def warn(message: str) -> None:

@@ -18,7 +18,7 @@ from prunekit.data.view import DataView
 from prunekit.errors import UserError
 from prunekit.models.weights import start_from
 from prunekit.pruning.methods import get_method_class
-from prunekit.rundir import SUMMARY, RunDir, atomic_save
+from prunekit.rundir import SUMMARY, RunDir, atomic_save, load_checkpoint
 from prunekit.stages import stages_for
 from prunekit.state import ModelSpec, RunState
 
@@ -61,11 +61,12 @@ def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
             f"resume=true but there is no checkpoint at {path}; point hydra.run.dir at the run to resume"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)
+    except UserError:  # the file cannot be opened: said as it is
+        raise
     except Exception as err:  # noqa: BLE001 - truncated, empty or foreign: all mean "not a checkpoint"
         raise UserError(
-            f"{path} cannot be read as a prunekit checkpoint ({reason(err)}); "
-            "it is damaged, so this run cannot be resumed: start it again in another directory"
+            f"{path} cannot be read ({reason(err)}); start the run again elsewhere"
         ) from err
     if not (isinstance(state, dict) and all(key in state for key in _LAST_KEYS)):
         raise UserError(f"{path} is not a prunekit last.pt checkpoint (keys missing); it cannot be resumed")
@@ -138,10 +139,12 @@ class Run:
             start = names.index(resume["stage"]) + (1 if resume["done"] else 0)
         else:  # built first: a target the network cannot honour is refused before anything is written
             state, start = self._fresh_state(data), 0
+        self.console.line(f"run directory: {self.dir.root}")
         self.dir.write_env(cfg.seed, self.device, self.command)
-        self.dir.figures.mkdir(exist_ok=True)
+        self.dir.make_figures()
         with self.acceleration.process_settings(), self.console.running():
             for index in range(start, len(stages)):
                 continuing = resume if resume and not resume["done"] and index == start else None
                 state = stages[index].run(self, state, continuing)
+        self.console.line(f"results in {self.dir.root}")
         return state

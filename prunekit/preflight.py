@@ -4,11 +4,15 @@ typo in the fifth value of a sweep fails at once, with one line, and leaves noth
 The pre-flight also decides where every job writes. It resolves the run (or sweep) directory once, so
 that a time-stamped path cannot move between this check and Hydra's own resolution, and hands back an
 override that pins it, together with the state each output directory was in (prunekit/ownership.py).
+Once every job is valid, the command locks the run's directory, or the sweep's (prunekit/runlock.py),
+and only then decides what it finds there: a second command into it is refused before anything is written.
 """
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -20,11 +24,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from prunekit.config import config_dir, register_schemas
 from prunekit.data import check_available
-from prunekit.errors import UserError
+from prunekit.errors import UserError, warn
 from prunekit.ownership import SWEEP_OUTPUTS, OutputDir, require_directory_path
 from prunekit.pipeline import load_resume_state
 from prunekit.rundir import RunDir
-from prunekit.sweeps import RESUME, job_status
+from prunekit.runlock import hold, release, require_free, terminate_as_interrupt
+from prunekit.sweeps import FRESH, RESTART, RESUME, clear_attempt, job_status
 from prunekit.validation import validate
 
 
@@ -116,6 +121,14 @@ def _output_dir(cfg: DictConfig, number: int | None, sweep_dir: str | None) -> t
     return Path(sweep_dir) / str(cfg.hydra.sweep.subdir), "hydra.sweep.dir/subdir"
 
 
+def _directory(value: object, key: str) -> str:
+    """The value of option ``key``, a directory; UserError when it is empty, which Hydra would take for the
+    current folder."""
+    if not str(value).strip():
+        raise UserError(f"{key} is empty; give the directory to write to")
+    return str(value)
+
+
 def _pin(key: str, value: str) -> str:
     """An override that sets ``key`` to the literal ``value`` (quoted for Hydra's grammar)."""
     return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -131,9 +144,48 @@ def _check_sweep_job(cfg: DictConfig, output: OutputDir, number: int) -> None:
         load_resume_state(cfg, RunDir(output.path))  # a damaged last.pt is named now, not halfway through
 
 
+def _take_up_run(cfg: DictConfig, output: OutputDir, key: str) -> None:
+    """A single run's directory, once locked: resumed, empty, or holding only the first files of an attempt
+    of the same config that ended before its first checkpoint (kill -9, a crash: nothing cleaned up after
+    it), which are removed and the run starts again, as a sweep's job would; anything else is refused."""
+    if cfg.resume:
+        load_resume_state(cfg, RunDir(output.path))
+        return
+    try:
+        status = job_status(output.path, cfg, 0)
+    except UserError:  # a run of another config, or files without its record: refused below, untouched
+        status = None
+    if status == RESTART:
+        clear_attempt(output.path)
+        warn(f"{key}={output.path} held an attempt of this run that ended before its first checkpoint; "
+             "starting it again")
+    elif status != FRESH:
+        output.refuse_reuse(key)
+
+
+def _claim(output: OutputDir, key: str, check: Callable[[], None]) -> None:
+    """Lock ``output``'s directory for this command, then ``check`` what is in it; on a refusal let go and
+    remove the directories the lock made. From here on SIGTERM ends the command as Ctrl-C does."""
+    terminate_as_interrupt()
+    try:
+        hold(output.path, key)
+        check()
+    except BaseException:
+        release(output.path)
+        output.remove_created()
+        raise
+
+
+def _require_jobs_free(outputs: list[OutputDir]) -> None:
+    for output in outputs:  # a job still run by a sweep whose command was killed: never cleared under it
+        require_free(output.path, "hydra.sweep.dir/subdir")
+
+
 def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan:
     """Compose and validate every job and inspect its output directory (unless the command ``writes``
-    nothing, e.g. ``--cfg job``); raise UserError on the first bad one. Nothing is written."""
+    nothing, e.g. ``--cfg job``); raise UserError on the first bad one. Then lock the run's or the sweep's
+    directory (:func:`_claim`): nothing but the lock is written before Hydra starts, and nothing is deleted
+    but an abandoned attempt of the same run (:func:`_take_up_run`)."""
     register_schemas()
     outputs, sweep, pins = [], None, []
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="train"):
@@ -142,11 +194,13 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
             cfg = _compose([*job, *pins])
             check_booleans(cfg, job)
             if multirun and sweep is None:
-                sweep_dir = str(cfg.hydra.sweep.dir)
+                sweep_dir = _directory(cfg.hydra.sweep.dir, "hydra.sweep.dir")
                 pins = [_pin("hydra.sweep.dir", sweep_dir)]
                 sweep = OutputDir.inspect(Path(sweep_dir), "hydra.sweep.dir", SWEEP_OUTPUTS)
+                if writes:
+                    sweep.refuse_other_kind("hydra.sweep.dir")
             elif not multirun:
-                pins = [_pin("hydra.run.dir", str(cfg.hydra.run.dir))]
+                pins = [_pin("hydra.run.dir", _directory(cfg.hydra.run.dir, "hydra.run.dir"))]
             path, key = _output_dir(cfg, number if multirun else None, sweep.path if sweep else None)
             output = OutputDir.inspect(path, key)
             with read_write(cfg), open_dict(cfg):
@@ -158,11 +212,12 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
                 continue
             if multirun:
                 _check_sweep_job(cfg, output, number)
-            elif cfg.resume:
-                load_resume_state(cfg, RunDir(output.path))
             else:
-                output.refuse_reuse(key)
+                output.refuse_other_kind(key)
+                _claim(output, key, partial(_take_up_run, cfg, output, key))
             outputs.append(output)
+    if writes and multirun:
+        _claim(sweep, "hydra.sweep.dir", partial(_require_jobs_free, outputs))
     return Plan([*overrides, *pins], outputs, sweep)
 
 

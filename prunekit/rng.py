@@ -5,6 +5,10 @@ remains on the global generators is whatever the model itself draws, such as dro
 from a generator state fixed by (seed, stage), so a run gets the same result whether its dense model
 came from the cache or was trained; a checkpoint captures the states, so a resumed stage continues
 with the very numbers it would have drawn.
+
+Any seed >= 0 is valid. Every generator is seeded through :func:`fold` or :func:`derive`, which keep a seed
+inside what torch accepts (an unsigned 64-bit integer): numbers that fit are used unchanged, so every seed
+that ran before this was added draws the same numbers as then.
 """
 from __future__ import annotations
 
@@ -14,11 +18,26 @@ import numpy as np
 import torch
 
 
+SEED_RANGE = 2**64  # torch.Generator.manual_seed takes [-2**63, 2**64); larger numbers overflow
+STREAM_SPACING = 1_000_003  # a stream of a run is seed * STREAM_SPACING + offset, as prunekit always derived it
+
+
+def fold(seed: int) -> int:
+    """``seed`` as a generator seed: unchanged below 2**64, reduced modulo 2**64 above (no valid seed overflows)."""
+    return seed % SEED_RANGE
+
+
+def derive(seed: int, offset: int) -> int:
+    """The seed of one stream of a run (``offset`` tells the streams apart): ``seed * 1_000_003 + offset``,
+    the formula every stream has always used, folded into [0, 2**64) when it is larger."""
+    return fold(seed * STREAM_SPACING + offset)
+
+
 def seed_all(seed: int) -> None:
     """Seed every global generator with ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.manual_seed(fold(seed))  # also seeds every CUDA device
 
 
 def capture() -> dict:

@@ -8,11 +8,14 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from prunekit.errors import UserError, file_errors
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
@@ -20,22 +23,25 @@ LAYERS = "layers.csv"
 ENV = "env.json"
 CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
+CRASH_REPORT = "error.txt"  # a crashed sweep job's traceback (prunekit/sweeps.py)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; keep the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write to a temporary file beside ``path`` and rename it over, so readers never see half a file. A
+    failure (a full disk, a read-only folder) is a one-line UserError naming ``path``."""
+    with file_errors(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; keep the usual permissions
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -43,6 +49,17 @@ def atomic_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with weights_only=True (tensors and plain values: a file that names other code is refused),
+    without the warnings torch prints first about old or foreign formats: the caller says what is wrong. A file
+    that cannot be opened (permissions, a missing file) is a UserError naming it, never "damaged"."""
+    with file_errors(path, "read"):
+        handle = open(path, "rb")
+    with handle, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(handle, map_location=map_location, weights_only=True)
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:
@@ -62,9 +79,18 @@ class RunDir:
 
     def log(self, record: dict) -> None:
         """Append one JSON line to metrics.jsonl (a line is small enough to be written whole)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / METRICS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        with file_errors(self.root / METRICS, "write"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / METRICS, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def make_figures(self) -> None:
+        """Create figures/ (a link to nowhere or a file of that name is refused in one line)."""
+        if self.figures.is_symlink() and not self.figures.exists():
+            raise UserError(f"{self.figures} is a broken link (its target does not exist); remove it or create the "
+                            "target")
+        with file_errors(self.figures, "create the folder"):
+            self.figures.mkdir(exist_ok=True)
 
     def truncate_log(self, keep: int) -> None:
         """Keep the first ``keep`` records: a resumed run drops what came after its last checkpoint."""

@@ -5,22 +5,29 @@ every job's directory is inspected (:func:`job_status`) and the job is skipped (
 resumed (it has a last.pt of this config), restarted (it holds only the first files of an attempt of this
 config) or run. A directory that holds a run of another config is refused: that is another experiment.
 
-A job that fails on bad input does not stop the sweep: it is recorded (:class:`FailureLog`, files in the
-sweep directory, so that jobs in other processes or on other machines can report) and the command ends
-non-zero with one line per failed job once the others have finished.
+A job that fails does not stop the sweep: it is recorded (:class:`FailureLog`, files in the sweep directory,
+so that jobs in other processes or on other machines can report) and the command ends with one line per
+failed job once the others have finished: exit 2 when every failure was bad input, 1 when a job crashed (an
+exception that is no UserError, a bug or an unforeseen fault: :func:`record_crash`). Bad input leaves
+nothing of the job; a crash leaves what the job wrote and its traceback (``CRASH_REPORT``), and the same
+command continues the job as it continues an interrupted one. A sweep stopped by Ctrl-C or SIGTERM says so
+once, from its own process (:func:`say_interrupted`), whatever launcher ran the jobs.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import sys
+import traceback
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from prunekit.errors import UserError
 from prunekit.ownership import OutputDir
-from prunekit.rundir import CHECKPOINTS, SUMMARY
+from prunekit.rundir import CHECKPOINTS, CRASH_REPORT, SUMMARY
 
 DONE, RESUME, RESTART, FRESH = "done", "resume", "restart", "fresh"
 
@@ -66,10 +73,12 @@ class FailureLog:
     def __init__(self, sweep_dir: str | Path):
         self.dir = Path(sweep_dir) / ".prunekit-failures"
 
-    def record(self, number: int, overrides: list[str], message: str) -> None:
+    def record(self, number: int, overrides: list[str], message: str, crashed: bool = False) -> None:
+        """Record job ``number`` as failed on bad input, or as ``crashed``, with its one-line ``message``."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{number}.json"
-        path.write_text(json.dumps({"job": number, "overrides": overrides, "error": message, "pid": os.getpid()}))
+        path.write_text(json.dumps({"job": number, "overrides": overrides, "error": message, "crashed": crashed,
+                                    "pid": os.getpid()}))
 
     def failures(self) -> list[dict]:
         """The recorded failures, by job number."""
@@ -80,6 +89,31 @@ class FailureLog:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    @staticmethod
+    def exit_code(failures: list[dict]) -> int:
+        """The sweep's exit code: 1 when a job crashed, 2 when jobs failed on bad input only, else 0."""
+        return 1 if any(f.get("crashed") for f in failures) else 2 if failures else 0
+
+
+def record_crash(sweep_dir: str | Path, number: int, overrides: list[str], job_dir: Path) -> None:
+    """Record job ``number`` as crashed by the exception being handled, whose traceback goes to ``job_dir``'s
+    ``CRASH_REPORT``; what the job wrote stays, for the same command to continue it."""
+    error = sys.exc_info()[1]
+    report = job_dir / CRASH_REPORT
+    try:
+        report.write_text(traceback.format_exc())
+        where = f"traceback in {report}"
+    except OSError as unwritable:
+        where = f"its traceback could not be written to {report}: {unwritable.strerror}"
+    reason = (str(error).splitlines() or [""])[0][:80]
+    what = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    FailureLog(sweep_dir).record(number, overrides, f"crashed with {what} ({where})", crashed=True)
+
+
+def say_interrupted(command: list[str]) -> None:
+    """The one line of a sweep stopped by Ctrl-C or SIGTERM, said by the sweep's own process."""
+    print(f"\nprunekit: interrupted; the same command continues the sweep: {shlex.join(command)}", file=sys.stderr)
 
 
 def threads_per_job(n_jobs: int | None) -> int | None:

@@ -14,6 +14,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict, read_write
 
+from hydra_plugins.prunekit_sweeper import workers
+
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +38,7 @@ class PrunekitSweeper(BasicSweeper):
 
     def _plan(self, jobs: List[List[str]]) -> List[Optional[List[str]]]:
         """Per job, the overrides to launch it with, or None to skip it."""
-        from prunekit.sweeps import DONE, RESTART, RESUME, clear_attempt, job_status
+        from prunekit.sweeps import CRASH_REPORT, DONE, RESTART, RESUME, clear_attempt, job_status
 
         planned, counts = [], {}
         for number, overrides in enumerate(jobs):
@@ -47,6 +49,8 @@ class PrunekitSweeper(BasicSweeper):
             counts[status] = counts.get(status, 0) + 1
             if status == RESTART:
                 clear_attempt(job_dir)
+            if status in (RESUME, RESTART):
+                (job_dir / CRASH_REPORT).unlink(missing_ok=True)  # a crashed attempt's traceback: it runs again
             planned.append(None if status == DONE else [*overrides, "resume=true"] if status == RESUME else overrides)
         if counts.get(DONE) or counts.get(RESUME) or counts.get(RESTART):
             print(f"sweep: {len(jobs)} jobs: {counts.get(DONE, 0)} finished (skipped), {counts.get(RESUME, 0)} "
@@ -62,6 +66,7 @@ class PrunekitSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         planned = self._plan(jobs)
+        workers.prepare(self.launcher)
         returns, number = [], 0
         while number < len(planned):
             if planned[number] is None:
@@ -74,7 +79,7 @@ class PrunekitSweeper(BasicSweeper):
             self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=number)
             for result in results:
-                _ = result.return_value  # raises for a job that failed for another reason than bad input
+                _ = result.return_value  # raises what escaped a job (a job's own failures are recorded)
             returns.append(results)
             number = end
         return returns

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from prunekit.data.source import Source, check_label_range, data_root, reason, torchvision_dataset
-from prunekit.errors import UserError
+from prunekit.errors import UserError, file_errors
 
 LABEL_KEYS = ("labels", "fine_labels")  # CIFAR-10's key, else CIFAR-100's (its 100 classes, not the 20 coarse)
 # The only globals a batch names: numpy's array and dtype reconstruction. torchvision's files were written by
@@ -100,8 +100,10 @@ class CifarSet:
     def _read_batch(self, path: Path) -> tuple[np.ndarray, torch.Tensor]:
         # One pickled dict: "data" holds N rows of 3072 bytes (the 3 colour planes of 32 x 32, already the
         # N x C x H x W order the models want), the label key N class indices.
+        with file_errors(path, "read"):  # a permission or a disk, not the file's bytes
+            file = path.open("rb")
         try:
-            with path.open("rb") as file:
+            with file:
                 entry = BatchUnpickler(file, encoding="latin1").load()
             key = next((key for key in LABEL_KEYS if key in entry), LABEL_KEYS[0])
             images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
@@ -112,8 +114,8 @@ class CifarSet:
                 f"strings, bytes, numbers and numpy arrays); replace it from a fresh copy of torchvision's "
                 f"{self.torchvision_class.base_folder} folder"
             ) from error
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OverflowError, RuntimeError,
-                OSError) as error:  # what damaged bytes or a foreign pickle make pickle, numpy or torch raise
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OverflowError,
+                RuntimeError) as error:  # what damaged bytes or a foreign pickle make pickle, numpy or torch raise
             raise UserError(
                 f"{path}: cannot be read ({reason(error)}); the file is damaged, replace it from a fresh copy "
                 f"of torchvision's {self.torchvision_class.base_folder} folder"

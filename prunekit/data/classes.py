@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from prunekit import rng
 from prunekit.data.source import Source
 from prunekit.errors import UserError
 
@@ -70,7 +71,8 @@ class ClassPick:
                     f"choose at most {num_classes}"
                 )
             # A generator of its own: the draw depends on (seed, K, number of classes) only, not on what ran before.
-            drawn = torch.randperm(num_classes, generator=torch.Generator().manual_seed(self.seed))[: self.subset]
+            generator = torch.Generator().manual_seed(rng.fold(self.seed))
+            drawn = torch.randperm(num_classes, generator=generator)[: self.subset]
             return sorted(drawn.tolist())
         return None
 

@@ -139,6 +139,12 @@ def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -
                 f"{name}: {split} labels span {int(y.min())}..{int(y.max())} but the dataset has classes "
                 f"0..{num_classes - 1}; the files under data.root are damaged, replace them"
             )
+    shapes = [tuple(x.shape[1:]) for x in (source.train_x, source.test_x)]
+    if shapes[0] != shapes[1]:  # a network takes one input size: it would fail in the first test batch
+        raise UserError(
+            f"{name}: the train samples are {'x'.join(map(str, shapes[0]))} but the test samples "
+            f"{'x'.join(map(str, shapes[1]))}; the files under data.root are of different datasets, replace them"
+        )
     is_image = source.train_x.dim() == 4
     if not is_image and (cfg.augment.crop_padding or cfg.augment.hflip):
         raise UserError(

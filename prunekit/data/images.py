@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from prunekit.data.source import reason
-from prunekit.errors import UserError
+from prunekit.errors import UserError, file_errors
+from prunekit.rundir import load_checkpoint
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -33,8 +34,10 @@ def read_images(folder: Path, files: list[str], size: int, fit: Fit) -> torch.Te
     """``files`` (paths relative to ``folder``) as RGB uint8 N x 3 x size x size, each made square by ``fit``."""
     pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
     for i, name in enumerate(files):
+        with file_errors(folder / name, "read"):  # a permission or a disk, not the image's bytes
+            file = open(folder / name, "rb")
         try:
-            with Image.open(folder / name) as image:
+            with file, Image.open(file) as image:
                 pixels[i] = np.asarray(fit(image.convert("RGB"), size))
         except OSError as error:
             raise UserError(f"{folder / name}: not a readable image ({reason(error)}); replace or delete it") from error
@@ -46,7 +49,7 @@ def read_cache(path: Path, files: list[str], size: int, dataset: str) -> torch.T
     if not path.is_file():
         return None
     try:
-        cached = torch.load(path, weights_only=True)
+        cached = load_checkpoint(path)
     except Exception as error:  # noqa: BLE001 - any unreadable cache is simply rebuilt from the images
         log.warning("%s: ignoring unreadable cache %s (%s)", dataset, path, error)
         return None

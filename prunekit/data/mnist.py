@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 
 from prunekit.data.source import Source, check_label_range, data_root, reason, torchvision_dataset
-from prunekit.errors import UserError
+from prunekit.errors import UserError, file_errors
 
 FILES = {  # role -> (file name without .gz, number of dimensions)
     "train_x": ("train-images-idx3-ubyte", 3),
@@ -112,8 +112,9 @@ class IdxSet:
 
 def read_idx(path: Path, ndim: int) -> torch.Tensor:
     """The uint8 array in an IDX file (gzip when the name ends in .gz); UserError naming a damaged file."""
-    try:
+    with file_errors(path, "read"):  # a permission or a disk, not the file's bytes
         data = path.read_bytes()
+    try:
         if path.suffix == ".gz":
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
@@ -131,4 +132,6 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
             f"{path}: the header promises {'x'.join(map(str, shape))} = {math.prod(shape)} bytes but "
             f"{len(data) - header} follow; the file is truncated or damaged, replace it"
         )
+    if not math.prod(shape):  # frombuffer refuses an empty buffer; the empty split is refused by name later
+        return torch.empty(shape, dtype=torch.uint8)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(shape)

@@ -13,8 +13,8 @@ from prunekit.data.cifar import CifarSet
 from prunekit.data.classes import ClassPick
 from prunekit.data.dataset import Dataset, assemble
 from prunekit.data.mnist import IdxSet
-from prunekit.data.source import Source
-from prunekit.errors import UserError
+from prunekit.data.source import Source, data_root
+from prunekit.errors import UserError, file_errors
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,8 @@ def check_available(cfg: DictConfig) -> None:
         )
     ClassPick.from_config(cfg, seed=0)  # checks the selection as far as it can without the data (any seed)
     if spec.check is not None:
-        spec.check(cfg)
+        with file_errors(f"data.root={data_root(cfg)}", "read"):  # e.g. a folder without read permission
+            spec.check(cfg)
 
 
 def load_dataset(cfg: DictConfig, device: torch.device, seed: int = 0) -> Dataset:
@@ -98,5 +99,6 @@ def load_dataset(cfg: DictConfig, device: torch.device, seed: int = 0) -> Datase
     """
     check_available(cfg)
     spec, pick = _spec(cfg.name), ClassPick.from_config(cfg, seed)
-    source = spec.load(cfg, pick) if spec.reads_selected else pick.apply(spec.load(cfg))
+    with file_errors(f"data.root={data_root(cfg)}", "read"):  # what a loader does not name a file for
+        source = spec.load(cfg, pick) if spec.reads_selected else pick.apply(spec.load(cfg))
     return assemble(cfg.name, source, cfg, device)

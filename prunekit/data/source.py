@@ -2,15 +2,18 @@
 the data root, the per-file label check, and errors from third-party readers turned into one line."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from prunekit import rng
 from prunekit.errors import UserError
 
-REASON_LIMIT = 300  # characters of a third-party error kept in a UserError (torchvision's list every mirror)
+REASON_LIMIT = 100  # characters of a third-party error kept in a UserError (torchvision's list every mirror)
+_REFUSED = "WeightsUnpickler error:"  # where torch's weights-only loader says what it refused
 
 
 @dataclass
@@ -48,7 +51,7 @@ def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
     The samples are drawn by a CPU generator seeded with ``seed`` and depend on ``(y, fraction, seed)`` only,
     so a split never changes with the run's seed. Both index tensors are sorted, keeping the source order.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(rng.fold(seed))
     kept, held = [torch.empty(0, dtype=torch.long)], [torch.empty(0, dtype=torch.long)]
     for label in torch.unique(y):
         members = (y == label).nonzero().flatten()
@@ -75,6 +78,12 @@ def data_root(cfg: DictConfig) -> Path:
 def reason(error: BaseException) -> str:
     """A third-party exception as one short line, for the parenthesis of a UserError."""
     text = " ".join(str(error).split()) or type(error).__name__
+    if "Weights only load failed" in text:
+        # Only what was refused: torch's advice to load with weights_only=False would run the file's code.
+        detail = text.split(_REFUSED, 1)[1] if _REFUSED in text else ""
+        named = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+        detail = f"it names {named[1]}" if named else detail.split(" Check the documentation", 1)[0].strip()
+        text = f"refused: {detail or 'not only tensors and plain values'}"
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from prunekit.artifacts import load_compact
+from prunekit.data.source import reason
 from prunekit.errors import UserError
 from prunekit.explain import explain_mlp
 from prunekit.metrics import is_mlp
-from prunekit.rundir import SUMMARY, RunDir, atomic_write_json
+from prunekit.rundir import SUMMARY, RunDir, atomic_write_json, load_checkpoint
 from prunekit.state import ModelSpec
 
 
@@ -22,12 +23,12 @@ def load_pruned(run_dir: RunDir) -> tuple[nn.Module, dict]:
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; give the directory of a finished `prunekit train` run")
     try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
+        record = load_checkpoint(path)
         spec = ModelSpec(record["config"]["model"], tuple(record["input_shape"]), record["num_classes"])
         model = spec.build(torch.device("cpu"))  # registers the mask buffers the checkpoint carries
         model.load_state_dict(record["model"])
     except (RuntimeError, KeyError, TypeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
-        raise UserError(f"{path} is not a prunekit checkpoint of this model ({str(err).splitlines()[0]})") from err
+        raise UserError(f"{path} is not a prunekit checkpoint of this model ({reason(err)})") from err
     return model, record
 
 

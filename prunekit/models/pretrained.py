@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from typing import Callable
 from urllib.parse import urlparse
 
@@ -11,6 +12,7 @@ import torchvision.models
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from prunekit.data.source import reason
 from prunekit.errors import UserError
 
 # prunekit's network name -> torchvision's ImageNet weights for its imagenet variant (vgg16 has BatchNorm)
@@ -41,16 +43,18 @@ def pretrained_network(constructor: Callable[[], nn.Module], weights: WeightsEnu
     with torch.device("meta"):
         net = constructor()
     try:
-        state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on old formats: the error below says what is wrong
+            warnings.simplefilter("ignore")
+            state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
         net.load_state_dict(state, assign=True)
     except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
-        reason = type(exc).__name__ + "".join(f": {line}" for line in str(exc).splitlines()[:1])
+        why = f"{type(exc).__name__}: {reason(exc)}"
         if existed:
             raise UserError(
-                f"pretrained weights {path} could not be loaded ({reason}); replace the file with {weights.url}"
+                f"pretrained weights {path} could not be loaded ({why}); replace the file with {weights.url}"
             ) from exc
         raise UserError(
-            f"pretrained weights not found at {path} and the download failed ({reason}); "
+            f"pretrained weights not found at {path} and the download failed ({why}); "
             f"download {weights.url} and place the file there"
         ) from exc
     return net

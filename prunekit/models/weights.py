@@ -32,6 +32,7 @@ from prunekit.data.dataset import Dataset
 from prunekit.data.source import reason
 from prunekit.errors import UserError
 from prunekit.metrics import prunable_layers
+from prunekit.rundir import load_checkpoint
 
 MASKS = (".weight_mask", ".bias_mask")  # prunekit's mask buffers (prunekit/pruning/masks.py)
 OPTIONAL = ".num_batches_tracked"
@@ -116,7 +117,9 @@ def start_from(model: nn.Module, cfg: DictConfig, dataset: Dataset) -> Start | N
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)
+    except UserError:  # the file cannot be opened: said as it is
+        raise
     except Exception as error:  # noqa: BLE001 - missing, truncated or foreign: all mean "no weights here"
         if isinstance(error, OSError):
             what = f"cannot be read ({reason(error)})"

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from prunekit import rng
 from prunekit.errors import UserError
 
 MAX_SAMPLES = 10_000  # training samples the correlation is measured on (drawn with the seed)
@@ -35,7 +36,7 @@ def _canonical(labels: np.ndarray) -> torch.Tensor:
 def by_correlation(x: torch.Tensor, k: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     from sklearn.cluster import SpectralClustering
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(rng.fold(seed))
     rows = torch.randperm(len(x), generator=generator)[:MAX_SAMPLES]
     data = x.index_select(0, rows.to(x.device)).flatten(1).double().cpu().numpy()
     varies = data.std(axis=0) > 0
@@ -43,7 +44,8 @@ def by_correlation(x: torch.Tensor, k: int, shape: tuple[int, ...], seed: int) -
         raise UserError(f"method.clusters={k} but only {int(varies.sum())} input features vary over the training "
                         f"split; choose at most that many, or method.cluster_by=spatial or random")
     affinity = np.abs(np.corrcoef(data[:, varies], rowvar=False))
-    spectral = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr", random_state=seed)
+    spectral = SpectralClustering(n_clusters=k, affinity="precomputed", assign_labels="cluster_qr",
+                                  random_state=seed % 2**32)  # numpy seeds are 32-bit
     labels = np.empty(data.shape[1], dtype=np.int64)
     labels[varies] = spectral.fit_predict(affinity)
     labels[~varies] = np.arange(int((~varies).sum())) % k
@@ -71,7 +73,7 @@ def by_position(x: torch.Tensor, k: int, shape: tuple[int, ...], seed: int) -> t
 def at_random(x: torch.Tensor, k: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     features = math.prod(shape)
     labels = torch.empty(features, dtype=torch.long)
-    order = torch.randperm(features, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(features, generator=torch.Generator().manual_seed(rng.fold(seed)))
     labels[order] = torch.arange(features) * k // features
     return labels
 

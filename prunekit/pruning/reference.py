@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from prunekit import rng
 from prunekit.errors import UserError
 
 
@@ -18,7 +19,7 @@ def reference_index(labels: torch.Tensor, per_class: int | None, seed: int) -> t
     labels = labels.cpu()
     if per_class is None:
         return torch.arange(len(labels))
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(rng.fold(seed))
     picks = []
     for label in torch.unique(labels).tolist():
         members = (labels == label).nonzero().flatten()

@@ -19,7 +19,7 @@ from prunekit.errors import UserError, warn
 from prunekit.report.folder import REPORT, ReportFolder
 from prunekit.report.formats import csv_text, latex, markdown, rich_table
 from prunekit.report.groups import datasets, distinct_runs, group_runs, resolve_key, varying_keys
-from prunekit.report.metrics import ACCURACY, resolve_metric
+from prunekit.report.metrics import ACCURACY, resolve_metric, warn_not_numbers
 from prunekit.report.paper import compare, paper_blocks
 from prunekit.report.plots import figures
 from prunekit.report.runs import find_runs
@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
     if not finished:
         raise UserError(f"nothing to report below {', '.join(map(str, args.dirs))}: no run there has a "
                         f"readable summary.json ({len(unfinished)} unfinished)")
+    warn_not_numbers(finished)
     names = datasets(finished)
     if len(names) > 1:
         warn(f"the runs are of {len(names)} datasets ({', '.join(names)}); they are reported per dataset")

@@ -73,10 +73,7 @@ class ReportFolder:
         self._put(MARKER, (json.dumps({"note": NOTE, "files": files}, indent=2) + "\n").encode())
 
     def _put(self, name: str, payload: bytes) -> None:
-        try:
-            atomic_write_bytes(self.path / name, payload)
-        except OSError as err:
-            raise UserError(f"cannot write {self.path / name}: {err.strerror or err}") from err
+        atomic_write_bytes(self.path / name, payload)  # a folder that cannot be written is a UserError naming it
 
 
 def _recorded(path: Path) -> list[str]:

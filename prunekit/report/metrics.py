@@ -4,8 +4,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from prunekit.errors import UserError
+from prunekit.errors import UserError, warn
 from prunekit.report.groups import UNSTABLE, Group, is_number
+from prunekit.report.runs import Run
+from prunekit.rundir import SUMMARY
 
 NUMBER_FORMAT = ".4g"  # four significant digits for a metric without a format of its own
 
@@ -82,6 +84,18 @@ def unstable_notes(keys: list[str], groups: list[Group]) -> list[str]:
             notes.append(f"{key}: {left_out} of {total} runs left out, their timing was unstable "
                          f"({UNSTABLE} in summary.json)")
     return notes
+
+
+def warn_not_numbers(runs: list[Run]) -> None:
+    """One warning per metric (a reported one, or a key that is a number in some run) that a summary holds as
+    something other than a number or null (a string, nan, true): the report leaves those values out."""
+    keys = {metric.key for metric in REPORTED} | {key for run in runs for key, value in run.summary.items()
+                                                   if is_number(value)}
+    for key in sorted(keys - {"seed"}):
+        odd = [run for run in runs if run.summary.get(key) is not None and not is_number(run.summary[key])]
+        if odd:
+            warn(f"{key} is not a number in {len(odd)} of {len(runs)} runs ({odd[0].summary[key]!r} in "
+                 f"{odd[0].path / SUMMARY}); left out of the report")
 
 
 def resolve_metric(name: str, groups: list[Group]) -> Metric:

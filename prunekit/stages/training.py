@@ -27,12 +27,12 @@ OPTIONS = {"dense": "train", "prune": "prune", "finetune": "finetune"}  # each s
 
 def epoch_generator(seed: int, stage: str, epoch: int) -> torch.Generator:
     """The generator for one epoch's data order and augmentation, independent of what ran before."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + TRAINING_STAGES.index(stage) * 10_007 + epoch)
+    return torch.Generator().manual_seed(rng.derive(seed, TRAINING_STAGES.index(stage) * 10_007 + epoch))
 
 
 def stage_seed(seed: int, stage: str) -> int:
     """The seed of the global generators (dropout and the like) at the start of ``stage``."""
-    return seed * 1_000_003 + TRAINING_STAGES.index(stage) * 10_007 + 5_003
+    return rng.derive(seed, TRAINING_STAGES.index(stage) * 10_007 + 5_003)
 
 
 def stop_if_diverged(record: dict, opt_cfg: DictConfig) -> None:

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from prunekit import rng
 from prunekit.config import choice
 from prunekit.errors import UserError
 from prunekit.pruning.clusters import CLUSTERINGS, feature_clusters
@@ -109,7 +110,7 @@ class Crespr(PruningMethod):
 
     def _generator(self, sparsity: float) -> torch.Generator:
         # Seeded by the level pruned to, so a resumed run draws what the uninterrupted one drew.
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + _HESSIAN_STREAM + round(sparsity * 1e9))
+        return torch.Generator().manual_seed(rng.derive(self.seed, _HESSIAN_STREAM + round(sparsity * 1e9)))
 
     def _hessian_batches(self, sparsity: float):
         size = self.cfg.score_batch_size

@@ -26,6 +26,7 @@ import math
 import torch
 from omegaconf import DictConfig
 
+from prunekit import rng
 from prunekit.config import choice
 from prunekit.engine import OPTIMIZERS
 from prunekit.errors import UserError
@@ -48,7 +49,7 @@ class Gumbel(PruningMethod):
         super().__init__(*args, **kwargs)
         cfg = self.cfg
         device = next(iter(self.masks.layers.values())).weight.device
-        generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + _NOISE_STREAM)
+        generator = torch.Generator(device=device).manual_seed(rng.derive(self.seed, _NOISE_STREAM))
         self.gates = GateSet(self.masks.layers, math.log(cfg.init_keep / (1 - cfg.init_keep)), generator)
         self.gates.tau = cfg.tau
         self.lam = cfg.lam  # read once: a node of a composed config costs ~0.1 ms per read, every step

@@ -13,6 +13,7 @@ import pathlib
 import torch
 from torch import nn
 
+from prunekit import rng
 from prunekit.config import choice
 from prunekit.pruning.methods import register
 from prunekit.pruning.methods.response import ResponseMethod
@@ -44,8 +45,8 @@ class LRP(ResponseMethod):
 
         entries = super().report(model, input_shape, out_dir)
         dataset = self.data.dataset
-        index = self.reference[torch.randperm(len(self.reference), generator=torch.Generator().manual_seed(self.seed))
-                               [:HEATMAP_SAMPLES]].sort().values
+        generator = torch.Generator().manual_seed(rng.fold(self.seed))
+        index = self.reference[torch.randperm(len(self.reference), generator=generator)[:HEATMAP_SAMPLES]].sort().values
         x = dataset.normalise(dataset.train.x.index_select(0, index.to(dataset.train.y.device)))
         y = dataset.train.y.index_select(0, index.to(dataset.train.y.device))
         relevance = input_relevance(model, x.view(len(x), *input_shape), y, self.cfg.composite)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from prunekit import rng
 from prunekit.pruning.methods import register
 from prunekit.pruning.methods.base import PruningMethod
 
@@ -16,7 +17,7 @@ class Random(PruningMethod):
         super().__init__(*args, **kwargs)
         # One draw for the whole run: re-drawing at each schedule step would prune more than asked
         # for, because survivors of one draw are not favoured by the next.
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(rng.fold(self.seed))
         self._scores = {
             name: torch.rand(alive.shape, generator=generator).to(alive.device)
             for name, alive in self.masks.groups_alive(self.cfg.granularity).items()
