@@ -4,10 +4,10 @@ The key hashes everything that determines the dense weights (the data loaded, by
 model and dense training settings; seed, device type and library versions). Where the data lies is not
 part of it: a copy of the same files elsewhere hits, other files under the same path miss. A file lock
 makes concurrent runs of a sweep wait for the first one instead of training the same network twice;
-writes are atomic. An entry that cannot be read,
-or that holds something else than a dense model of this configuration, is set aside (renamed, never
-deleted) with a warning, and the network is trained again: one damaged file must not fail every later
-run of its configuration.
+writes are atomic. An entry that cannot be read, is of another checkpoint kind or format
+(prunekit/checkpoints.py), or holds something else than a dense model of this configuration, is set aside
+(renamed, never deleted) with a warning, and the network is trained again: one damaged file must not fail
+every later run of its configuration.
 """
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
+from prunekit import checkpoints
+from prunekit.checkpoints import CheckpointError
 from prunekit.config import TrainConfig
 from prunekit.errors import file_errors, warn
 from prunekit.models import weights
-from prunekit.rundir import atomic_save, load_checkpoint
 
+DENSE_CACHE = "dense_cache"  # the checkpoint kind of an entry
 
 # How the device computes (prunekit/acceleration.py): each option with its schema default.
 DEVICE_OPTIONS = {field.name: field.default for field in dataclasses.fields(TrainConfig)
@@ -83,15 +85,18 @@ class DenseCache:
 
     def load(self, device: torch.device) -> dict | None:
         """The cached entry ({"model": state_dict, "metrics": {...}}), or None when there is none or it is
-        unreadable (then it has been set aside)."""
+        unreadable or of another kind or format (then it has been set aside)."""
         if not self.path.exists():
             return None
         try:
-            entry = load_checkpoint(self.path, device)
+            entry = checkpoints.read(self.path, DENSE_CACHE, device)
+        except CheckpointError as err:
+            self.set_aside(err.why)
+            return None
         except Exception as err:  # noqa: BLE001 - whatever the damage, the cure is to train again
             self.set_aside(f"cannot be read ({type(err).__name__})")
             return None
-        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), dict) for k in ("model", "metrics"))):
+        if not all(isinstance(entry[k], dict) for k in checkpoints.KEYS[DENSE_CACHE]):
             self.set_aside("does not hold a dense model and its metrics")
             return None
         return entry
@@ -103,4 +108,5 @@ class DenseCache:
         warn(f"dense cache entry {self.path} {why}; moved it to {aside.name} and training the dense model again")
 
     def store(self, entry: dict) -> None:
-        atomic_save(entry, self.path)
+        """Write ``entry`` ({"model": state_dict, "metrics": {...}}) as this key's entry."""
+        checkpoints.save(self.path, DENSE_CACHE, **entry)

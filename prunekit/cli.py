@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import takewhile
 from pathlib import Path
 
@@ -20,7 +22,8 @@ commands:
                            overrides (method=gumbel method.sparsity=0.95 dataset=fashion_mnist ...);
                            -m sweeps comma-separated values; --cfg job prints the composed config;
                            --help shows Hydra's help with every config group
-  list                     the datasets, models, methods, schedules and experiments, one line each
+  list [GROUP=NAME]        the datasets, models, methods, schedules, experiments and figures, one line each;
+                           with method=gumbel (or any GROUP=NAME), that entry's options and allowed values
   report DIR [DIR ...]     tables (md, csv, tex) and figures over the runs below the folders, seeds as
                            replicates, the paper's numbers beside ours; --rows/--cols/--metric pivot, --out
   explain RUN_DIR          rebuild a run's interpretability figures from its checkpoint (MLP models)
@@ -49,8 +52,11 @@ def check_split_values(overrides: list[str]) -> None:
 
 
 def _train(args: list[str], debug: bool) -> int:
-    from hydra._internal.utils import get_args_parser
+    import hydra
+    from hydra._internal.utils import get_args_parser  # Hydra has no public parser of its command line
 
+    from prunekit.config import config_dir, register_schemas
+    from prunekit.job import launch, run_job
     from prunekit.preflight import Plan, preflight
 
     parser = get_args_parser()
@@ -60,14 +66,27 @@ def _train(args: list[str], debug: bool) -> int:
     plan = Plan(parsed.overrides, [], None)
     if not (parsed.help or parsed.hydra_help or parsed.info or parsed.shell_completion):
         plan = preflight(parsed.overrides, parsed.multirun, writes=not parsed.cfg)
-    hydra_args = [a for a in args if a not in parsed.overrides] + plan.overrides
+    register_schemas()
+    command = ["prunekit", "train", *args]
+
+    @hydra.main(config_path=str(config_dir()), config_name="train", version_base=None)
+    def task(cfg) -> None:
+        run_job(cfg, plan, command)
+
+    with _hydra_command_line([a for a in args if a not in parsed.overrides] + plan.overrides):
+        return launch(task, plan, command)
+
+
+@contextmanager
+def _hydra_command_line(hydra_args: list[str]) -> Iterator[None]:
+    """``sys.argv`` as a ``@hydra.main`` function reads it (Hydra takes a command line no other way), with
+    HYDRA_FULL_ERROR=1: told to re-raise what escapes a job (an OSError of its own, such as writing .hydra into
+    a read-only folder) rather than print a traceback with exit 1, Hydra leaves main() to say it in one line."""
     argv, sys.argv = sys.argv, ["prunekit", *hydra_args]
-    # Hydra prints what escapes a job (an OSError of its own, such as writing .hydra into a read-only folder)
-    # as a traceback with exit 1; told to re-raise it, it leaves main() to say it in one line.
     full_error = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        return _hydra_train(["prunekit", "train", *args], plan)
+        yield
     finally:
         sys.argv = argv
         if full_error is None:
@@ -76,35 +95,12 @@ def _train(args: list[str], debug: bool) -> int:
             os.environ["HYDRA_FULL_ERROR"] = full_error
 
 
-def _hydra_train(command: list[str], plan) -> int:
-    import hydra
+def _list(args: list[str]) -> int:
+    from prunekit.catalog import print_catalog, print_options
 
-    from prunekit.config import config_dir, register_schemas
-    from prunekit.job import report_failures, run_job
-    from prunekit.runlock import exit_code
-    from prunekit.sweeps import say_interrupted
-
-    register_schemas()
-
-    @hydra.main(config_path=str(config_dir()), config_name="train", version_base=None)
-    def task(cfg) -> None:
-        run_job(cfg, plan, command)
-
-    try:
-        task()
-    except KeyboardInterrupt as interrupt:  # a sweep's jobs, in this process or in a launcher's workers
-        if plan.sweep is None:
-            raise
-        report_failures(plan)
-        say_interrupted(command)
-        return exit_code(interrupt)
-    return report_failures(plan)
-
-
-def _list() -> int:
-    from prunekit.catalog import print_catalog
-
-    print_catalog()
+    if len(args) > 1 or (args and "=" not in args[0]):
+        raise UserError(f"list takes nothing or one GROUP=NAME (e.g. method=gumbel), got {' '.join(args)!r}")
+    print_options(args[0]) if args else print_catalog()
     return 0
 
 
@@ -130,7 +126,7 @@ def _dispatch(argv: list[str], debug: bool) -> int:
     if command == "train":
         return _train(rest, debug)
     if command == "list":
-        return _list()
+        return _list(rest)
     if command == "explain":
         return _explain(rest)
     if command == "report":

@@ -1,6 +1,7 @@
 """Problems a user can fix: the one exception type the CLI prints as one line (exit 2), and warnings."""
 import errno
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -8,6 +9,10 @@ from contextlib import contextmanager
 
 class UserError(Exception):
     """A bad value, a missing file or a mismatch the user can correct; never a bug in prunekit."""
+
+
+REASON_LIMIT = 100  # characters of a third-party error kept in a UserError (torchvision's list every mirror)
+_REFUSED = "WeightsUnpickler error:"  # where torch's weights-only loader says what it refused
 
 
 # What the user can do about a cause that lies in the machine, not in prunekit (errno -> a hint).
@@ -40,6 +45,18 @@ def file_errors(where: str | os.PathLike | None = None, doing: str = "use") -> I
         yield
     except OSError as error:
         raise file_problem(error, where, doing) from error
+
+
+def reason(error: BaseException) -> str:
+    """A third-party exception as one short line, for the parenthesis of a UserError."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if "Weights only load failed" in text:
+        # Only what was refused: torch's advice to load with weights_only=False would run the file's code.
+        detail = text.split(_REFUSED, 1)[1] if _REFUSED in text else ""
+        named = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+        detail = f"it names {named[1]}" if named else detail.split(" Check the documentation", 1)[0].strip()
+        text = f"refused: {detail or 'not only tensors and plain values'}"
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
 def warn(message: str) -> None:

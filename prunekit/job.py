@@ -1,8 +1,13 @@
 """One job of ``prunekit train`` as Hydra calls it (in this process, or in a joblib, submitit or SLURM
-worker): the run, and what a failure or an interruption leaves behind."""
+worker), and the one failure policy around it (lightning-hydra-template's ``task_wrapper``): bad input, an
+interruption and a crash each end as one outcome, said or recorded, and only what the job created is removed.
+"""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,56 +16,107 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from prunekit.errors import UserError, file_errors
+from prunekit.ownership import OutputDir
 from prunekit.preflight import Plan, resume_command
 from prunekit.runlock import exit_code, hold, release
-from prunekit.sweeps import FailureLog, record_crash, threads_per_job
+from prunekit.sweeps import FailureLog, record_crash, say_interrupted, threads_per_job
 
 
-def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
-    """Run one job. A single run ends on bad input with one line and exit 2; in a sweep the failure is
-    recorded and the other jobs go on. Either way only what the job created is removed."""
-    from prunekit.pipeline import Run
+@dataclass
+class Job:
+    """A job as Hydra launched it: its config, where it writes, and what the pre-flight found there."""
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    output = next((job for job in plan.jobs if str(job.path) == str(run_dir)), None)
+    cfg: DictConfig
+    run_dir: Path
+    number: int | None  # its number in a sweep; None for a single run
+    sweep_dir: str
+    overrides: list[str]
+    output: OutputDir | None  # the directory as it was before the command (None: not one the pre-flight saw)
 
-    def discard() -> None:
-        if output is not None and not cfg.resume:
-            output.discard()  # nothing half-written: a failed run leaves only what was there before it
+    @classmethod
+    def launched(cls, cfg: DictConfig, plan: Plan) -> Job:
+        """The job Hydra is running now, with ``cfg``, for the command that made ``plan``."""
+        hydra = HydraConfig.get()
+        run_dir = Path(hydra.runtime.output_dir)
+        output = next((job for job in plan.jobs if str(job.path) == str(run_dir)), None)
+        number = hydra.job.num if hydra.mode == RunMode.MULTIRUN else None
+        sweep_dir = hydra.sweep.dir if number is not None else ""  # a single run never resolves it
+        return cls(cfg, run_dir, number, sweep_dir, list(hydra.overrides.task), output)
 
-    threads = threads_per_job(OmegaConf.select(hydra_cfg, "launcher.n_jobs")) if in_sweep else None
-    if threads is not None:  # parallel jobs share the cores instead of each taking all of them
-        torch.set_num_threads(threads)
-    lock = hold(run_dir, "hydra.sweep.dir/subdir" if in_sweep else "hydra.run.dir")  # a single run: its pre-flight's
+    def discard(self) -> None:
+        """Remove what this job wrote (never a resumed run's): a failed run leaves only what was there before."""
+        if self.output is not None and not self.cfg.resume:
+            self.output.discard()
+
+
+@contextmanager
+def outcome(job: Job) -> Iterator[None]:
+    """Hold ``job``'s directory while the job runs and turn however it ends into its outcome:
+
+    - bad input (UserError, or a full disk or missing permission): nothing of the job is kept; a single run
+      ends with one line and exit 2, a sweep's job is recorded and the other jobs go on;
+    - an interruption (Ctrl-C, SIGTERM): a single run says the command that continues it, or that nothing was
+      kept before its first checkpoint; a sweep's is said once, by the sweep's own process (:func:`launch`);
+    - a crash: a single run's traceback is shown; a sweep's job is recorded with its traceback beside what it
+      wrote, which stays for the same command to continue it.
+
+    ``debug=true`` lets every exception through."""
+    in_sweep = job.number is not None
+    lock = hold(job.run_dir, "hydra.sweep.dir/subdir" if in_sweep else "hydra.run.dir")  # a run: its pre-flight's
     try:
-        with file_errors():  # a full disk or a missing permission is the user's to fix: one line, exit 2
-            Run(cfg, str(run_dir), command, job=hydra_cfg.job.num if in_sweep else None).execute()
+        with file_errors():
+            yield
     except UserError as err:
-        if cfg.debug:
+        if job.cfg.debug:
             raise
-        discard()
+        job.discard()
         if not in_sweep:
             print(f"prunekit: error: {err}", file=sys.stderr)
             sys.exit(2)
-        FailureLog(hydra_cfg.sweep.dir).record(hydra_cfg.job.num, list(hydra_cfg.overrides.task), str(err))
-    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (prunekit/runlock.py)
+        FailureLog(job.sweep_dir).record(job.number, job.overrides, str(err))
+    except KeyboardInterrupt as interrupt:
         if in_sweep:
-            raise  # the sweep's own process says it, once, whatever launcher ran this job (prunekit/sweeps.py)
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            print(f"\nprunekit: interrupted; continue with: {resume_command(list(hydra_cfg.overrides.task), run_dir)}",
+            raise  # the sweep's own process says it, once, whatever launcher ran this job
+        if (job.run_dir / "checkpoints" / "last.pt").is_file():
+            print(f"\nprunekit: interrupted; continue with: {resume_command(job.overrides, job.run_dir)}",
                   file=sys.stderr)
         else:
-            discard()
+            job.discard()
             print("\nprunekit: interrupted before the first checkpoint; nothing was kept", file=sys.stderr)
         sys.exit(exit_code(interrupt))
-    except Exception:  # a crash: in a sweep it is recorded with its traceback and the other jobs go on
-        if cfg.debug or not in_sweep:
+    except Exception:
+        if job.cfg.debug or not in_sweep:
             raise
-        record_crash(hydra_cfg.sweep.dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task), run_dir)
+        record_crash(job.sweep_dir, job.number, job.overrides, job.run_dir)
     finally:
         lock.release()
+
+
+def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
+    """Hydra's task: run one job of ``command`` under :func:`outcome`."""
+    from prunekit.pipeline import Run
+
+    job = Job.launched(cfg, plan)
+    if job.number is not None:  # parallel jobs share the cores instead of each taking all of them
+        threads = threads_per_job(OmegaConf.select(HydraConfig.get(), "launcher.n_jobs"))
+        if threads is not None:
+            torch.set_num_threads(threads)
+    with outcome(job):
+        Run(cfg, str(job.run_dir), command, job=job.number).execute()
+
+
+def launch(task: Callable[[], None], plan: Plan, command: list[str]) -> int:
+    """Run Hydra's ``task`` (a run, or every job of a sweep) and return the command's exit code; after a sweep,
+    one line per job that failed (prunekit/sweeps.py), and one line when Ctrl-C or SIGTERM stopped it."""
+    try:
+        task()
+    except KeyboardInterrupt as interrupt:  # a sweep's jobs, in this process or in a launcher's workers
+        if plan.sweep is None:
+            raise
+        report_failures(plan)
+        say_interrupted(command)
+        return exit_code(interrupt)
+    return report_failures(plan)
 
 
 def report_failures(plan: Plan) -> int:

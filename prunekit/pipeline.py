@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from prunekit import rng
+from prunekit import checkpoints, rng
 from prunekit.acceleration import Acceleration
 from prunekit.console import RunConsole
 from prunekit.data import load_dataset
@@ -18,12 +18,11 @@ from prunekit.data.view import DataView
 from prunekit.errors import UserError
 from prunekit.models.weights import start_from
 from prunekit.pruning.methods import get_method_class
-from prunekit.rundir import SUMMARY, RunDir, atomic_save, load_checkpoint
+from prunekit.rundir import SUMMARY, RunDir
 from prunekit.stages import stages_for
 from prunekit.state import ModelSpec, RunState
 
 _IGNORED_ON_RESUME = ("resume", "debug")  # keys that may differ between a run and its resumption
-_LAST_KEYS = ("stage", "epoch", "done", "state", "optimizer", "config", "log_length", "rng")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,15 +60,9 @@ def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
             f"resume=true but there is no checkpoint at {path}; point hydra.run.dir at the run to resume"
         )
     try:
-        state = load_checkpoint(path)
-    except UserError:  # the file cannot be opened: said as it is
-        raise
-    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign: all mean "not a checkpoint"
-        raise UserError(
-            f"{path} cannot be read ({reason(err)}); start the run again elsewhere"
-        ) from err
-    if not (isinstance(state, dict) and all(key in state for key in _LAST_KEYS)):
-        raise UserError(f"{path} is not a prunekit last.pt checkpoint (keys missing); it cannot be resumed")
+        state = checkpoints.read(path, "last")
+    except checkpoints.CheckpointError as err:  # truncated, empty or foreign: all mean "nothing to resume"
+        raise UserError(f"{err}; it cannot be resumed, start the run again elsewhere") from err
     saved, current = state["config"], comparable(cfg)
     if saved != current:
         differing = config_differences(saved, current)
@@ -93,16 +86,15 @@ class Run:
     def save_last(self, state: RunState, stage: str, epoch: int, done: bool, optimizer=None, scaler=None) -> None:
         """checkpoints/last.pt: where the run stands and everything that rebuilds its state (``scaler``: the fp16
         loss scale, so a resumed run scales as the uninterrupted one would)."""
-        atomic_save(
-            {"stage": stage, "epoch": epoch, "done": done, "state": state.checkpoint(),
-             "optimizer": optimizer.state_dict() if optimizer is not None else None,
-             "scaler": scaler.state_dict() if scaler is not None else None,
-             "config": comparable(self.cfg), "log_length": self.dir.log_length(), "rng": rng.capture()},
-            self.dir.checkpoint("last"),
+        checkpoints.save(
+            self.dir.checkpoint("last"), "last", stage=stage, epoch=epoch, done=done, state=state.checkpoint(),
+            optimizer=optimizer.state_dict() if optimizer is not None else None,
+            scaler=scaler.state_dict() if scaler is not None else None,
+            config=comparable(self.cfg), log_length=self.dir.log_length(), rng=rng.capture(),
         )
 
     def save_dense(self, weights: dict) -> None:
-        atomic_save(weights, self.dir.checkpoint("dense"))
+        checkpoints.save_dense(self.dir.checkpoint("dense"), weights)
 
     def _fresh_state(self, data: DataView) -> RunState:
         spec = ModelSpec(OmegaConf.to_container(self.cfg.model, resolve=True), data.input_shape, data.num_classes)

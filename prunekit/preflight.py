@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -28,8 +27,8 @@ from prunekit.errors import UserError, warn
 from prunekit.ownership import SWEEP_OUTPUTS, OutputDir, require_directory_path
 from prunekit.pipeline import load_resume_state
 from prunekit.rundir import RunDir
-from prunekit.runlock import hold, release, require_free, terminate_as_interrupt
-from prunekit.sweeps import FRESH, RESTART, RESUME, clear_attempt, job_status
+from prunekit.runlock import hold, release, terminate_as_interrupt
+from prunekit.sweeps import FRESH, RESTART, clear_attempt, decide, job_status, sweep_jobs
 from prunekit.validation import validate
 
 
@@ -85,15 +84,6 @@ def parse_each(overrides: list[str]) -> None:
             raise UserError(f"cannot read the override {override!r}: {reason}") from err
 
 
-def jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override list of every job the command would launch."""
-    parse_each(overrides)
-    if not multirun:
-        return [overrides]
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
-
-
 def _compose(job: list[str]) -> DictConfig:
     try:
         return compose("train", overrides=job, return_hydra_config=True)
@@ -134,16 +124,6 @@ def _pin(key: str, value: str) -> str:
     return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _check_sweep_job(cfg: DictConfig, output: OutputDir, number: int) -> None:
-    """A job of a sweep may find its directory empty, finished, interrupted or barely started by the same
-    command (the sweep continues); anything else is refused (prunekit/sweeps.py)."""
-    if cfg.resume:
-        raise UserError("resume=true is for a single run; a sweep continues by itself when the same -m command "
-                        "runs again with the same hydra.sweep.dir")
-    if job_status(output.path, cfg, number) == RESUME:
-        load_resume_state(cfg, RunDir(output.path))  # a damaged last.pt is named now, not halfway through
-
-
 def _take_up_run(cfg: DictConfig, output: OutputDir, key: str) -> None:
     """A single run's directory, once locked: resumed, empty, or holding only the first files of an attempt
     of the same config that ended before its first checkpoint (kill -9, a crash: nothing cleaned up after
@@ -176,26 +156,23 @@ def _claim(output: OutputDir, key: str, check: Callable[[], None]) -> None:
         raise
 
 
-def _require_jobs_free(outputs: list[OutputDir]) -> None:
-    for output in outputs:  # a job still run by a sweep whose command was killed: never cleared under it
-        require_free(output.path, "hydra.sweep.dir/subdir")
-
-
 def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan:
     """Compose and validate every job and inspect its output directory (unless the command ``writes``
     nothing, e.g. ``--cfg job``); raise UserError on the first bad one. Then lock the run's or the sweep's
     directory (:func:`_claim`): nothing but the lock is written before Hydra starts, and nothing is deleted
-    but an abandoned attempt of the same run (:func:`_take_up_run`)."""
+    but an abandoned attempt of the same run (:func:`_take_up_run`) or of a sweep's job (:func:`decide`),
+    whose decisions the sweeper is handed: each job is composed here once, and its directory inspected once."""
     register_schemas()
-    outputs, sweep, pins = [], None, []
+    checked, sweep, pins, planned = [], None, [], False
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="train"):
-        job_list = jobs(overrides, multirun)
-        for number, job in enumerate(job_list):
+        parse_each(overrides)
+        for number, job in enumerate(sweep_jobs(overrides) if multirun else [overrides]):
             cfg = _compose([*job, *pins])
             check_booleans(cfg, job)
             if multirun and sweep is None:
                 sweep_dir = _directory(cfg.hydra.sweep.dir, "hydra.sweep.dir")
                 pins = [_pin("hydra.sweep.dir", sweep_dir)]
+                planned = "plan" in cfg.hydra.sweeper  # prunekit's sweeper, which launches what is decided here
                 sweep = OutputDir.inspect(Path(sweep_dir), "hydra.sweep.dir", SWEEP_OUTPUTS)
                 if writes:
                     sweep.refuse_other_kind("hydra.sweep.dir")
@@ -210,15 +187,21 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> Plan
             require_directory_path(Path(cfg.cache_dir).expanduser(), "cache_dir")
             if not writes:
                 continue
-            if multirun:
-                _check_sweep_job(cfg, output, number)
-            else:
+            if multirun and cfg.resume:
+                raise UserError("resume=true is for a single run; a sweep continues by itself when the same -m "
+                                "command runs again with the same hydra.sweep.dir")
+            if not multirun:
                 output.refuse_other_kind(key)
                 _claim(output, key, partial(_take_up_run, cfg, output, key))
-            outputs.append(output)
+            checked.append((output, cfg))
+
+    def decide_jobs() -> None:  # once the sweep is locked, so that no other command changes a job meanwhile
+        decisions = decide(checked)
+        pins.extend([f"hydra.sweeper.plan=[{','.join(decisions)}]"] if planned else [])
+
     if writes and multirun:
-        _claim(sweep, "hydra.sweep.dir", partial(_require_jobs_free, outputs))
-    return Plan([*overrides, *pins], outputs, sweep)
+        _claim(sweep, "hydra.sweep.dir", decide_jobs)
+    return Plan([*overrides, *pins], [output for output, _ in checked], sweep)
 
 
 def resume_command(task_overrides: list[str], run_dir: Path) -> str:

@@ -8,7 +8,6 @@ import os
 import platform
 import subprocess
 import tempfile
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,24 +41,6 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save, atomically."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
-    """``torch.load`` with weights_only=True (tensors and plain values: a file that names other code is refused),
-    without the warnings torch prints first about old or foreign formats: the caller says what is wrong. A file
-    that cannot be opened (permissions, a missing file) is a UserError naming it, never "damaged"."""
-    with file_errors(path, "read"):
-        handle = open(path, "rb")
-    with handle, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.load(handle, map_location=map_location, weights_only=True)
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from prunekit.data.view import DataView
-from prunekit.metrics import prunable_layers
+from prunekit.layers import prunable_layers
 from prunekit.models import build_model
 from prunekit.pruning.compaction import CompactSpec, replay
 from prunekit.pruning.masks import MaskSet
@@ -58,7 +58,7 @@ class RunState:
     model: nn.Module
     masks: MaskSet | None  # None only while being built: replace_model sets it
     data: DataView
-    method: Any = None  # the PruningMethod, built by the pruning stage (or later, for its report)
+    method: Any = None  # the PruningMethod, built by the pruning stage
     dense_metrics: dict = field(default_factory=dict)  # {"val": {...}, "test": {...}}; empty without a dense stage
     dense_hit: bool = False
     seconds: dict = field(default_factory=dict)  # per stage

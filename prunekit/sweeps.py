@@ -1,9 +1,10 @@
 """Sweeps that survive interruption and failure.
 
-Re-running the same ``-m`` command with the same ``hydra.sweep.dir`` picks up where the sweep stopped:
-every job's directory is inspected (:func:`job_status`) and the job is skipped (finished with this config),
+Re-running the same ``-m`` command with the same ``hydra.sweep.dir`` picks up where the sweep stopped: the
+pre-flight decides once, for every job (:func:`decide`), whether it is skipped (finished with this config),
 resumed (it has a last.pt of this config), restarted (it holds only the first files of an attempt of this
-config) or run. A directory that holds a run of another config is refused: that is another experiment.
+config) or run, and prunekit's sweeper (hydra_plugins/prunekit_sweeper) launches what it decided. A directory
+that holds a run of another config is refused: that is another experiment.
 
 A job that fails does not stop the sweep: it is recorded (:class:`FailureLog`, files in the sweep directory,
 so that jobs in other processes or on other machines can report) and the command ends with one line per
@@ -15,19 +16,23 @@ once, from its own process (:func:`say_interrupted`), whatever launcher ran the 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
 import shutil
 import sys
 import traceback
+from collections import Counter
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from prunekit.errors import UserError
 from prunekit.ownership import OutputDir
-from prunekit.rundir import CHECKPOINTS, CRASH_REPORT, SUMMARY
+from prunekit.rundir import CHECKPOINTS, CRASH_REPORT, SUMMARY, RunDir
+from prunekit.runlock import require_free
 
 DONE, RESUME, RESTART, FRESH = "done", "resume", "restart", "fresh"
 
@@ -65,6 +70,49 @@ def job_status(job_dir: Path, cfg: DictConfig, number: int) -> str:
 def clear_attempt(job_dir: Path) -> None:
     """Remove what an earlier attempt of the same job wrote before its first checkpoint (RESTART)."""
     OutputDir(job_dir, existed=True).discard()
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The overrides of every job of ``prunekit train -m OVERRIDES``, in launch order (the job numbers): the
+    product of each key's values, the first key varying slowest, a key given twice taking its last values, as
+    Hydra's basic sweeper orders them. The pre-flight and prunekit's sweeper both number jobs with it."""
+    values: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            values[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise UserError(f"{override.input_line} is an interval; a sweep takes a list of values (a,b,c) or "
+                            "range(start,stop,step)")
+    return [list(job) for job in itertools.product(*values.values())]
+
+
+def decide(jobs: list[tuple[OutputDir, DictConfig]]) -> list[str]:
+    """What becomes of each job of a sweep, given its directory and its config (without the hydra node), in
+    job order: DONE, RESUME, RESTART or FRESH (:func:`job_status`). Called once the sweep's directory is
+    locked; UserError, and nothing changed, when a job's directory is held by a running command, holds another
+    run, or has a damaged last.pt; only once every job passed is what restarted jobs wrote removed."""
+    from prunekit.pipeline import load_resume_state
+
+    for output, _ in jobs:  # a job still run by a sweep whose command was killed: never cleared under it
+        require_free(output.path, "hydra.sweep.dir/subdir")
+    statuses = []
+    for number, (output, cfg) in enumerate(jobs):
+        statuses.append(job_status(output.path, cfg, number))
+        if statuses[-1] == RESUME:
+            load_resume_state(cfg, RunDir(output.path))  # a damaged last.pt is named now, not halfway through
+    for (output, _), status in zip(jobs, statuses):
+        if status == RESTART:
+            clear_attempt(output.path)
+        if status in (RESUME, RESTART):
+            (output.path / CRASH_REPORT).unlink(missing_ok=True)  # a crashed attempt's traceback: it runs again
+    counts = Counter(statuses)
+    if counts[DONE] or counts[RESUME] or counts[RESTART]:
+        print(f"sweep: {len(jobs)} jobs: {counts[DONE]} finished (skipped), {counts[RESUME]} resumed, "
+              f"{counts[RESTART] + counts[FRESH]} to run", flush=True)
+    return statuses
 
 
 class FailureLog:

@@ -1,9 +1,10 @@
 """Every check a composed config must pass before a run starts, so a bad value fails at once, with one
 line that names it, and nothing is written.
 
-Three checks come from the schemas themselves (prunekit/config.py): no key outside a schema (a ``+``
-override can add one, Hydra does not object), every float finite, every numeric value inside the range
-declared beside its field. The rest are relations between options that no single field can express.
+Four checks come from the schemas themselves (prunekit/config.py and the configs beside each registered
+method, model and dataset): no key outside a schema (a ``+`` override can add one, Hydra does not object),
+every float finite, every numeric value inside the range declared beside its field, every value of a field
+with a fixed set of choices one of them. The rest are relations between options that no single field can express.
 """
 from __future__ import annotations
 
@@ -13,15 +14,12 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from prunekit.acceleration import PRECISIONS
-from prunekit.config import choice
 from prunekit.errors import UserError
 from prunekit.models import weights
 from prunekit.pruning.methods import get_method_class
-from prunekit.pruning.selection import SCOPES
+from prunekit.pruning.schedules import SCHEDULES
 
 FREE_FORM = ("paper",)  # an experiment's published table: any keys, read only by reports
-STEPPED_SCHEDULES = ("iterative", "one_shot")  # schedules whose pruning steps a learning-rate cycle can follow
 
 
 def _schema_fields(node: DictConfig) -> dict[str, dataclasses.Field] | None:
@@ -30,7 +28,20 @@ def _schema_fields(node: DictConfig) -> dict[str, dataclasses.Field] | None:
     return {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
 
 
-def _check_value(key: str, value: Any, spec) -> None:
+def _constraints(node: DictConfig, key: str) -> dict:
+    """The range and choices declared for ``key`` by the node's dataclass or, where a subclass only changes the
+    default, by the nearest base class that declares them."""
+    found: dict = {}
+    for kind in reversed(node._metadata.object_type.__mro__):
+        fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
+        if key in fields:
+            found.update(fields[key].metadata)
+    return found
+
+
+def _check_value(key: str, value: Any, spec, choices: tuple[str, ...] | None = None) -> None:
+    if choices is not None and value not in choices:
+        raise UserError(f"{key}={value!r} is not allowed; choose one of: {', '.join(choices)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -50,7 +61,8 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
             raise UserError(
                 f"{path} is not an option (was it added with +?); options there: {', '.join(fields)}"
             )
-        spec = fields[key].metadata.get("range") if fields is not None else None
+        metadata = _constraints(node, key) if fields is not None else {}
+        spec = metadata.get("range")
         value = node._get_node(key)
         if isinstance(value, DictConfig):
             check_schema(value, f"{path}.")
@@ -58,7 +70,7 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
             for index, item in enumerate(value if not value._is_none() else []):
                 _check_value(f"{path}[{index}]", item, spec)
         else:
-            _check_value(path, node[key], spec)
+            _check_value(path, node[key], spec, metadata.get("choices"))
 
 
 def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
@@ -76,14 +88,11 @@ def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
         )
     if cfg.schedule.end < cfg.schedule.start:
         raise UserError(f"schedule.end={cfg.schedule.end} comes before schedule.start={cfg.schedule.start}")
-    choice(cfg.device, ["auto", "cpu", "cuda"], "device")
-    choice(cfg.precision, list(PRECISIONS), "precision")
-    choice(cfg.method.scope, list(SCOPES), "method.scope")
-    for stage in ("train", "prune", "finetune"):
-        choice(cfg[stage].optimizer, ["sgd", "adam"], f"{stage}.optimizer")
-        allowed = ["cosine", "constant", "cycle"] if stage == "prune" else ["cosine", "constant"]
-        choice(cfg[stage].lr_schedule, allowed, f"{stage}.lr_schedule")
-    if cfg.prune.lr_schedule == "cycle" and cfg.schedule.name not in STEPPED_SCHEDULES:
+    for stage in ("train", "finetune"):
+        if cfg[stage].lr_schedule == "cycle":
+            raise UserError(f"{stage}.lr_schedule=cycle restarts the learning rate at each pruning step, which only "
+                            "the prune stage has; choose cosine or constant")
+    if cfg.prune.lr_schedule == "cycle" and not SCHEDULES.get(cfg.schedule.name).extra["stepped"]:
         raise UserError(
             f"prune.lr_schedule=cycle starts the learning rate over at each pruning step, but schedule="
             f"{cfg.schedule.name} prunes a little at every update; use schedule=iterative (or one_shot)"

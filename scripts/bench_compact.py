@@ -46,10 +46,12 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from prunekit.config import ConvNetConfig, MethodConfig
+from prunekit.config import MethodConfig
+from prunekit.models.adapt import ConvNetConfig
 from prunekit.errors import run_script
 from prunekit.latency import latency_table
-from prunekit.metrics import flops_per_layer, is_mlp
+from prunekit.layers import is_mlp
+from prunekit.metrics import flops_per_layer
 from prunekit.models import build_model
 from prunekit.pipeline import resolve_device
 from prunekit.pruning.compaction import compact

@@ -55,7 +55,8 @@ from rich.table import Table
 from torch import nn
 
 from prunekit.acceleration import PLAIN
-from prunekit.config import DataConfig, MethodConfig, MLPConfig, OptimConfig
+from prunekit.config import DataConfig, MethodConfig, OptimConfig
+from prunekit.models.mlp import MLPConfig
 from prunekit.data import Dataset, Split, load_dataset
 from prunekit.data.mnist import IdxSet
 from prunekit.engine import TrainHook, build_optimizer, evaluate, train_epoch, train_step

@@ -36,7 +36,7 @@ from prunekit.errors import UserError, run_script
 from prunekit.explain.command import load_pruned
 from prunekit.explain.graph import surviving_network
 from prunekit.explain.modularity import weighted_graph
-from prunekit.metrics import eval_mode, is_mlp, prunable_layers
+from prunekit.layers import eval_mode, is_mlp, prunable_layers
 from prunekit.pruning.clusters import feature_clusters
 from prunekit.pruning.hessian import batched_hessian_vector_products, probe_chunks, rademacher_like
 from prunekit.pruning.modules import CROSS, weight_modules

@@ -151,3 +151,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def hand_installed(site: Path, module: str, source: Path) -> Path:
+    """``module`` (a copy of ``source``) with the dist-info an installer writes: METADATA and entry_points.txt."""
+    (site / module).mkdir(parents=True)
+    for path in source.rglob("*"):
+        if path.is_file():
+            target = site / module / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    info = site / f"{module}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[prunekit.plugins]\n{module} = {module}\n")
+    return site

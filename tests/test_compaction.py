@@ -7,10 +7,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import ConvNetConfig, MethodConfig, MLPConfig
+from prunekit.config import MethodConfig
+from prunekit.models.adapt import ConvNetConfig
+from prunekit.models.mlp import MLPConfig
 from prunekit.data.view import DataView
 from prunekit.engine import lr_factor
-from prunekit.metrics import is_mlp
+from prunekit.layers import is_mlp
 from prunekit.models import build_model
 from prunekit.pruning.compaction import compact, expand
 from prunekit.pruning.masks import MaskSet

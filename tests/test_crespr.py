@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import CresprConfig
+from prunekit.pruning.methods.crespr import CresprConfig
 from prunekit.explain.graph import SurvivingNetwork
 from prunekit.explain.modularity import block_diagonal_layers, partition_modularity, weighted_graph
 from prunekit.pruning.clusters import feature_clusters

@@ -5,13 +5,14 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import LRPConfig, MethodConfig, ScheduleConfig
+from prunekit.config import MethodConfig, ScheduleConfig
+from prunekit.pruning.criteria.lrp import LRPConfig
 from prunekit.data.dataset import Dataset, Split
 from prunekit.data.view import DataView
 from prunekit.errors import UserError
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class
-from prunekit.pruning.methods.base import normalised
+from prunekit.pruning.method import normalised
 from prunekit.pruning.reference import reference_index
 from prunekit.pruning.schedules import ScheduledPruning, levels_without_training
 from prunekit.pruning.units import unit_outputs
@@ -80,7 +81,7 @@ def _by_hand(model, x, y, term):
 def test_scores_equal_the_formula_computed_one_sample_at_a_time(name, term):
     model, data = _cnn(), _data()
     method, _ = _method(name, model, data, samples_per_class=5, score_batch_size=4)  # several batches
-    x, y = next(data.samples("train", method.reference, 1000))
+    x, y = next(data.samples("train", method.context.reference, 1000))
     expected = _by_hand(model, x, y, term)
     for layer, score in method.scores().items():
         torch.testing.assert_close(score, expected[layer], rtol=1e-4, atol=1e-7)
@@ -152,11 +153,11 @@ def test_pruning_without_training_steps_through_the_schedule():
 
 @pytest.mark.slow
 def test_a_run_without_fine_tuning_rescores_at_every_step(cli, tmp_path, monkeypatch):
-    from prunekit.pruning.methods.first_order import Taylor
+    from prunekit.pruning.criteria import first_order as criterion
 
     calls = []
-    original = Taylor.scores
-    monkeypatch.setattr(Taylor, "scores", lambda self: calls.append(1) or original(self))
+    original = criterion.first_order
+    monkeypatch.setattr(criterion, "first_order", lambda *args: calls.append(1) or original(*args))
     code, _, err = cli("train", "model=cnn", "model.blocks=[[8],[8]]", "model.hidden=16", "method=taylor",
                        "method.samples_per_class=5", "train.epochs=1", "prune.epochs=0", "finetune.epochs=0",
                        "schedule=iterative", "schedule.steps=3", "method.sparsity=0.6", "figures=false",

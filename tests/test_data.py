@@ -15,7 +15,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import IDX_NAMES, images, labels, require_data, write_cifar10, write_idx, write_mnist, write_pickle
-from prunekit.config import AugmentConfig, Caltech101DataConfig, DataConfig, SyntheticDataConfig
+from prunekit.config import AugmentConfig, DataConfig
+from prunekit.data.caltech import Caltech101DataConfig
+from prunekit.data.synthetic import SyntheticDataConfig
 from prunekit.data import DATASETS, check_available, load_dataset
 from prunekit.data import caltech as caltech_module
 from prunekit.data.augment import CropFlip
@@ -189,7 +191,7 @@ def test_synthetic_rejects_bad_values():
 
 
 def test_unknown_name_lists_the_registry():
-    assert all(spec.description and "\n" not in spec.description for spec in DATASETS.values())
+    assert all(entry.description and "\n" not in entry.description for entry in DATASETS.entries())
     with pytest.raises(UserError, match="caltech101"):
         load_dataset(data_cfg(name="svhn"), CPU)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import interrupt_after, read_metrics, read_summary
 from prunekit.cli import main
-from prunekit.config import GumbelConfig
+from prunekit.pruning.methods.gumbel import GumbelConfig
 from prunekit.data import load_dataset
 from prunekit.engine import build_optimizer, evaluate
 from prunekit.models import build_model

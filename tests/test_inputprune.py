@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from prunekit.artifacts import load_compact
-from prunekit.config import InputPruneConfig
+from prunekit.pruning.methods.inputprune import InputPruneConfig
 from prunekit.errors import UserError
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class

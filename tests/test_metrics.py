@@ -8,9 +8,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import CNNConfig, ConvNetConfig, MethodConfig, MLPConfig
+from prunekit.config import MethodConfig
+from prunekit.models.adapt import ConvNetConfig
+from prunekit.models.cnn import CNNConfig
+from prunekit.models.mlp import MLPConfig
+from prunekit.layers import is_mlp, prunable_layers
 from prunekit.metrics import (
-    alive_weights, collapse, flops_per_layer, is_mlp, layer_table, measure, prunable_layers, summary_metrics,
+    alive_weights, collapse, flops_per_layer, layer_table, measure, summary_metrics,
 )
 from prunekit.models import build_model
 from prunekit.models.mlp import MLP

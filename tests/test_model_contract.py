@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from prunekit.config import config_dir, register_schemas
-from prunekit.metrics import PRUNABLE, prunable_layers
+from prunekit.layers import PRUNABLE, prunable_layers
 from prunekit.models import MODELS, build_model
 
 NUM_CLASSES = 7

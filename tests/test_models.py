@@ -11,7 +11,8 @@ import torchvision
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import ConvNetConfig, MLPConfig
+from prunekit.models.adapt import ConvNetConfig
+from prunekit.models.mlp import MLPConfig
 from prunekit.errors import UserError
 from prunekit.models import MODELS, build_model
 from prunekit.models.pretrained import weights_path
@@ -27,7 +28,7 @@ def first_conv(net: nn.Module) -> nn.Conv2d:
 
 def test_registry_lists_every_model_with_a_description():
     assert set(MODELS) == {"mlp", "cnn", "vgg16", "resnet18"}
-    assert all(entry.description and "\n" not in entry.description for entry in MODELS.values())
+    assert all(entry.description and "\n" not in entry.description for entry in MODELS.entries())
 
 
 def test_lenet_300_100_has_266610_parameters_and_linear_layers_in_forward_order():

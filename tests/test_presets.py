@@ -13,6 +13,7 @@ from prunekit.config import config_dir, register_schemas
 from prunekit.validation import validate
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = [README, *sorted((README.parent / "docs").glob("**/*.md"))]  # the tables live on the method pages
 PRESETS = dict(catalog()["experiment"])  # name -> the description line `prunekit list` prints
 STAGES = ("train", "prune", "finetune")
 
@@ -117,7 +118,7 @@ def composer(tmp_path_factory):
 
 def readme_commands() -> list[dict[str, list[str]]]:
     """Every `prunekit train` command in README that names a preset: each override's key -> its value(s)."""
-    text = re.sub(r"\\\n\s*", " ", README.read_text())
+    text = re.sub(r"\\\n\s*", " ", "\n".join(path.read_text() for path in DOCS))
     commands = []
     for line in text.splitlines():
         words = line.split(" #")[0].split()

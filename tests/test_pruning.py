@@ -4,7 +4,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from prunekit.config import GumbelConfig, MethodConfig, ScheduleConfig
+from prunekit.config import MethodConfig, ScheduleConfig
+from prunekit.pruning.methods.gumbel import GumbelConfig
 from prunekit.engine import build_optimizer
 from prunekit.metrics import collapse
 from prunekit.pruning.masks import MaskSet

@@ -17,7 +17,9 @@ from PIL import Image
 from conftest import read_metrics
 from prunekit.cache import dense_key
 from prunekit.cli import main
-from prunekit.config import ConvNetConfig, DataConfig, ImageNetDataConfig
+from prunekit.config import DataConfig
+from prunekit.data.imagenet import ImageNetDataConfig
+from prunekit.models.adapt import ConvNetConfig
 from prunekit.data import load_dataset
 from prunekit.data.imagenet import MEAN, STD
 from prunekit.errors import UserError

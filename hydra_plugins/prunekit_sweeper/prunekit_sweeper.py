@@ -1,71 +1,59 @@
-"""Hydra's basic sweeper, made resumable: finished jobs are skipped, interrupted ones resumed (prunekit/sweeps.py).
+"""prunekit's sweeper: launches what the pre-flight decided for each job (prunekit/sweeps.py: finished jobs
+skipped, interrupted ones resumed), composing nothing itself.
 
 Jobs keep their numbers (and so their directories) whatever is skipped: the jobs still to run are
 launched in runs of consecutive numbers, each run as one batch of the configured launcher.
 """
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf, open_dict, read_write
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.prunekit_sweeper import workers
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class PrunekitSweeperConf:
     _target_: str = "hydra_plugins.prunekit_sweeper.prunekit_sweeper.PrunekitSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
+    max_batch_size: Optional[int] = None  # at most this many jobs per launcher batch (None: no limit)
+    plan: Optional[List[str]] = None  # per job, in job order: done, resume, restart or fresh (the pre-flight's)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="prunekit", node=PrunekitSweeperConf, provider="prunekit")
 
 
-class PrunekitSweeper(BasicSweeper):
-    def _job_dir(self, overrides: List[str], number: int) -> Path:
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        with read_write(cfg), open_dict(cfg):
-            cfg.hydra.job.num = cfg.hydra.job.id = number
-        return Path(str(cfg.hydra.sweep.dir)) / str(OmegaConf.select(cfg, "hydra.sweep.subdir")), cfg
+class PrunekitSweeper(Sweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, plan: Optional[List[str]] = None) -> None:
+        self.max_batch_size, self.plan = max_batch_size, plan
 
-    def _plan(self, jobs: List[List[str]]) -> List[Optional[List[str]]]:
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _planned(self, arguments: List[str]) -> List[Optional[List[str]]]:
         """Per job, the overrides to launch it with, or None to skip it."""
-        from prunekit.sweeps import CRASH_REPORT, DONE, RESTART, RESUME, clear_attempt, job_status
+        from prunekit.sweeps import DONE, FRESH, RESUME, sweep_jobs
 
-        planned, counts = [], {}
-        for number, overrides in enumerate(jobs):
-            job_dir, cfg = self._job_dir(overrides, number)
-            with read_write(cfg), open_dict(cfg):
-                del cfg["hydra"]
-            status = job_status(job_dir, cfg, number)
-            counts[status] = counts.get(status, 0) + 1
-            if status == RESTART:
-                clear_attempt(job_dir)
-            if status in (RESUME, RESTART):
-                (job_dir / CRASH_REPORT).unlink(missing_ok=True)  # a crashed attempt's traceback: it runs again
-            planned.append(None if status == DONE else [*overrides, "resume=true"] if status == RESUME else overrides)
-        if counts.get(DONE) or counts.get(RESUME) or counts.get(RESTART):
-            print(f"sweep: {len(jobs)} jobs: {counts.get(DONE, 0)} finished (skipped), {counts.get(RESUME, 0)} "
-                  f"resumed, {counts.get(RESTART, 0) + counts.get('fresh', 0)} to run", flush=True)
-        return planned
+        jobs = sweep_jobs(arguments)
+        plan = list(self.plan) if self.plan is not None else [FRESH] * len(jobs)
+        if len(plan) != len(jobs):  # the pre-flight checked other jobs than these: launch none of them
+            raise ValueError(f"hydra.sweeper.plan has {len(plan)} entries for {len(jobs)} jobs")
+        return [None if status == DONE else [*job, "resume=true"] if status == RESUME else job
+                for job, status in zip(jobs, plan)]
 
     def sweep(self, arguments: List[str]) -> Any:
-        params = self._parse_config()
-        params.extend(arguments)
-        parsed = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(params)
-        jobs = [job for batch in self.split_arguments(parsed, None) for job in batch]
+        planned = self._planned(arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        planned = self._plan(jobs)
         workers.prepare(self.launcher)
         returns, number = [], 0
         while number < len(planned):
@@ -75,9 +63,7 @@ class PrunekitSweeper(BasicSweeper):
             end, limit = number, self.max_batch_size or len(planned)
             while end < len(planned) and planned[end] is not None and end - number < limit:
                 end += 1
-            batch = planned[number:end]
-            self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=number)
+            results = self.launcher.launch(planned[number:end], initial_job_idx=number)
             for result in results:
                 _ = result.return_value  # raises what escaped a job (a job's own failures are recorded)
             returns.append(results)

@@ -14,18 +14,28 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from prunekit.config import DataConfig, ranged
 from prunekit.data.images import image_files, read_cache, read_images, write_cache
+from prunekit.data.registry import register_dataset
 from prunekit.data.source import Source, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError
 
 log = logging.getLogger(__name__)
 BACKGROUND = "BACKGROUND_Google"
+
+
+@dataclass
+class Caltech101DataConfig(DataConfig):
+    image_size: int = ranged(64, 1)  # every image is resized once to image_size x image_size and cached
+    test_fraction: float = ranged(0.2, 0.0, 1.0, low_open=True, high_open=True)  # per-class share of the test split
+    split_seed: int = ranged(0, 0)  # the split is fixed by this seed, not by the run's seed
 
 
 def categories_dir(cfg: DictConfig) -> Path:
@@ -46,6 +56,8 @@ def check(cfg: DictConfig) -> None:
         )
 
 
+@register_dataset("caltech101", config=Caltech101DataConfig, check=check,
+                  description="Caltech101, 101 object classes; JPEG folders, fixed seeded split, resized once and cached")
 def load(cfg: DictConfig) -> Source:
     """All images as uint8 N x 3 x S x S, from the cache when it is current, with the fixed test split."""
     check(cfg)

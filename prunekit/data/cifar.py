@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from prunekit.data.registry import register_dataset
 from prunekit.data.source import Source, check_label_range, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError, file_errors
 
@@ -136,3 +137,11 @@ class CifarSet:
                 f"{self.title}: download of {self.torchvision_class.url} to {root} failed ({reason(error)}); "
                 f"copy torchvision's {self.torchvision_class.base_folder} folder into {root} instead"
             ) from error
+
+
+_CIFAR10 = CifarSet("cifar10", "CIFAR10", 10)
+_CIFAR100 = CifarSet("cifar100", "CIFAR100", 100)
+register_dataset("cifar10", check=_CIFAR10.check,
+                 description="CIFAR-10, 32x32 colour, 10 classes; torchvision's pickled batches")(_CIFAR10.load)
+register_dataset("cifar100", check=_CIFAR100.check,
+                 description="CIFAR-100, 32x32 colour, 100 classes; torchvision's pickled batches")(_CIFAR100.load)

@@ -16,14 +16,17 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from prunekit.config import DataConfig, ranged
 from prunekit.data.classes import ClassPick
 from prunekit.data.images import image_files, read_cache, read_images, write_cache
+from prunekit.data.registry import register_dataset
 from prunekit.data.source import Source, data_root
 from prunekit.errors import UserError
 
@@ -31,6 +34,12 @@ log = logging.getLogger(__name__)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 RESIZE_RATIO = 8 / 7  # shorter side over crop size: 256 / 224
+
+
+@dataclass
+class ImageNetDataConfig(DataConfig):
+    # Shorter side resized to image_size * 8 / 7, then a centre crop of image_size (224: the usual 256 -> 224).
+    image_size: int = ranged(224, 1)
 
 
 def imagenet_dir(cfg: DictConfig) -> Path:
@@ -48,6 +57,8 @@ def check(cfg: DictConfig) -> None:
             )
 
 
+@register_dataset("imagenet", config=ImageNetDataConfig, check=check, reads_selected=True,
+                  description="ImageNet (ILSVRC-2012) wnid folders; only the selected classes are read, resized once and cached")
 def load(cfg: DictConfig, pick: ClassPick) -> Source:
     """The images of the classes ``pick`` selects (every class without a selection), relabelled 0..K-1."""
     check(cfg)

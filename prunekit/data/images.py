@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from prunekit.data.source import reason
-from prunekit.errors import UserError, file_errors
-from prunekit.rundir import load_checkpoint
+from prunekit.checkpoints import load_checkpoint
+from prunekit.errors import UserError, file_errors, reason
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from prunekit.data.registry import register_dataset
 from prunekit.data.source import Source, check_label_range, data_root, reason, torchvision_dataset
 from prunekit.errors import UserError, file_errors
 
@@ -135,3 +136,16 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     if not math.prod(shape):  # frombuffer refuses an empty buffer; the empty split is refused by name later
         return torch.empty(shape, dtype=torch.uint8)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(shape)
+
+
+_MNIST = IdxSet("mnist", "MNIST", "copy the four IDX files of MNIST into data.root")
+_FASHION_MNIST = IdxSet(
+    "fashion_mnist",
+    "FashionMNIST",
+    "install them with `apt-get install dataset-fashion-mnist` and set data.root=/usr/share/datasets/fashion-mnist",
+)
+register_dataset("mnist", check=_MNIST.check,
+                 description="MNIST handwritten digits, 28x28 grey; torchvision layout or a folder of IDX files")(_MNIST.load)
+register_dataset("fashion_mnist", check=_FASHION_MNIST.check,
+                 description="Fashion-MNIST, 28x28 grey clothing; torchvision layout or a folder of IDX files")(
+    _FASHION_MNIST.load)

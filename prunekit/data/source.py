@@ -2,7 +2,6 @@
 the data root, the per-file label check, and errors from third-party readers turned into one line."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from prunekit import rng
-from prunekit.errors import UserError
-
-REASON_LIMIT = 100  # characters of a third-party error kept in a UserError (torchvision's list every mirror)
-_REFUSED = "WeightsUnpickler error:"  # where torch's weights-only loader says what it refused
+from prunekit.errors import UserError, reason
 
 
 @dataclass
@@ -73,18 +69,6 @@ def torchvision_dataset(name: str) -> type:
 def data_root(cfg: DictConfig) -> Path:
     """``data.root`` with ``~`` expanded."""
     return Path(cfg.root).expanduser()
-
-
-def reason(error: BaseException) -> str:
-    """A third-party exception as one short line, for the parenthesis of a UserError."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    if "Weights only load failed" in text:
-        # Only what was refused: torch's advice to load with weights_only=False would run the file's code.
-        detail = text.split(_REFUSED, 1)[1] if _REFUSED in text else ""
-        named = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
-        detail = f"it names {named[1]}" if named else detail.split(" Check the documentation", 1)[0].strip()
-        text = f"refused: {detail or 'not only tensors and plain values'}"
-    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
 def check_label_range(path: Path, labels: torch.Tensor, num_classes: int) -> None:

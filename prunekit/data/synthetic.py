@@ -8,15 +8,27 @@ testing (seed 0). With ``shape`` set (e.g. [1, 4, 4]) the features are presented
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
 
+from prunekit.config import DataConfig, ranged
+from prunekit.data.registry import register_dataset
 from prunekit.data.source import Source
 from prunekit.errors import UserError
 
 TEST_FRACTION = 0.2
 SEED = 0
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    samples: int = ranged(2000, 1)
+    features: int = ranged(16, 1)
+    informative: int = ranged(8, 1)
+    num_classes: int = ranged(4, 2)
+    shape: list[int] = ranged([], 1)  # e.g. [1, 4, 4] to present features as an image
 
 
 def check(cfg: DictConfig) -> None:
@@ -29,8 +41,11 @@ def check(cfg: DictConfig) -> None:
         )
 
 
+@register_dataset("synthetic", config=SyntheticDataConfig, check=check)
 def load(cfg: DictConfig) -> Source:
-    """The generated table (float32 N x F, or N x shape) with a fixed test split."""
+    """Generated classification data (make_classification), fixed; a table or an image.
+
+    The generated table (float32 N x F, or N x shape) with a fixed test split."""
     from sklearn.datasets import make_classification  # here, not at the top: scikit-learn is slow to import
 
     check(cfg)

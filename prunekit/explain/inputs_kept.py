@@ -7,11 +7,32 @@ import io
 import pathlib
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from prunekit.explain.features import feature_label
 from prunekit.explain.figures import PATH_WEIGHT_CMAP, path_weight_norm, save_figure
+from prunekit.explain.registry import FinishedRun, register_figure
+from prunekit.layers import group_norms
 from prunekit.rundir import atomic_write_bytes
+
+
+def column_norms(weight: torch.Tensor) -> np.ndarray:
+    """The L2 norm of every input group of a first layer's ``weight`` (:func:`prunekit.layers.group_norms`)."""
+    return group_norms(weight.detach().float(), 1).cpu().numpy()
+
+
+@register_figure("inputs_kept", methods=("inputprune",),
+                 description="the input features a network still reads, beside the dense first layer's column norms")
+def draw_inputs_kept(run: FinishedRun, out_dir: pathlib.Path) -> dict:
+    """inputs_kept.png and inputs_kept.csv of the final network, the dense one read from checkpoints/dense.pt."""
+    name, first = next((name, m) for name, m in run.model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    dense = run.dense_weights()
+    dense_norms = column_norms(dense[f"{name}.weight"]) if dense is not None else None
+    write_inputs_kept((column_norms(first.weight) > 0).astype(int), dense_norms, tuple(run.input_shape),
+                      isinstance(first, nn.Conv2d), out_dir)
+    return {}
 
 
 def write_inputs_kept(kept: np.ndarray, dense_norms: np.ndarray | None, input_shape: tuple[int, ...],

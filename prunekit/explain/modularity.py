@@ -8,10 +8,13 @@ claim (DESIGN.md 2.4) is about this quantity; every MLP run reports it, so metho
 """
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import numpy as np
 
-from prunekit.explain.graph import SurvivingNetwork
+from prunekit.explain.graph import SurvivingNetwork, surviving_network
+from prunekit.explain.registry import FinishedRun, register_measure
 
 
 def weighted_graph(net: SurvivingNetwork) -> nx.Graph:
@@ -31,6 +34,13 @@ def modularity(net: SurvivingNetwork, seed: int = 0) -> float | None:
         return None
     communities = nx.community.louvain_communities(graph, weight="weight", seed=seed)
     return float(nx.community.modularity(graph, communities, weight="weight"))
+
+
+@register_measure("modularity_q", applies=lambda run: run.is_mlp,
+                  description="Newman's Q of an MLP's surviving network (Louvain communities)")
+def modularity_q(run: FinishedRun) -> dict:
+    """``modularity_q`` of every MLP run, so that every method is measured alike."""
+    return {"modularity_q": modularity(surviving_network(run.model, math.prod(run.input_shape)))}
 
 
 def partition_modularity(net: SurvivingNetwork, labels: list[np.ndarray]) -> float | None:

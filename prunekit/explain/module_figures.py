@@ -1,4 +1,5 @@
-"""What crespr's modules do: their measures for summary.json and their three figures.
+"""What crespr's modules do: their measures for summary.json and their three figures, registered for
+method=crespr (its modules are rebuilt from the run's config and data as the method built them).
 
 - ``modules_inputs.png`` (MLP on images): one picture per module, the input features of its cluster
   coloured by the surviving |w| that reaches the module from each (grey: features of other clusters);
@@ -22,8 +23,10 @@ from prunekit.explain.features import is_image, normalise_shape, to_grid
 from prunekit.explain.figures import PATH_WEIGHT_CMAP, path_weight_norm, save_figure
 from prunekit.explain.graph import surviving_network
 from prunekit.explain.modularity import partition_modularity
-from prunekit.metrics import is_mlp, prunable_layers
-from prunekit.pruning.modules import inside_fraction, unit_modules
+from prunekit.explain.registry import FinishedRun, register_figure, register_measure
+from prunekit.layers import is_mlp, prunable_layers
+from prunekit.pruning.clusters import feature_clusters
+from prunekit.pruning.modules import inside_fraction, unit_modules, weight_modules
 
 
 def _matrices(model: nn.Module) -> list[np.ndarray]:
@@ -142,3 +145,36 @@ def plot_modules(model: nn.Module, input_shape: tuple[int, ...], modules: dict[s
         _plot_inputs(matrices[0], clusters, k, shape, out_dir / "modules_inputs.png")
     _plot_classes(class_contributions(model, k), out_dir / "modules_classes.png")
     _plot_weights(matrices, names, clusters, k, out_dir / "modules_weights.png")
+
+
+def run_modules(run: FinishedRun) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The module of every weight of the run's final network, and an MLP's input clusters (None for a CNN, whose
+    first convolution reads every channel), drawn from the training inputs with the run's seed as crespr drew them."""
+
+    def compute():
+        method, layers = run.cfg.method, dict(prunable_layers(run.model))
+        features = None
+        if isinstance(next(iter(layers.values())), nn.Linear):
+            dataset = run.dataset
+            features = feature_clusters(method.cluster_by, method.clusters, dataset.train.x, dataset.input_shape,
+                                        run.cfg.seed)
+        return weight_modules(layers, method.clusters, features), features
+
+    return run.once("crespr_modules", compute)
+
+
+@register_measure("modules", methods=("crespr",),
+                  description="inside_fraction, and for an MLP module_q and module_features, of crespr's modules")
+def measure_modules(run: FinishedRun) -> dict:
+    """:func:`module_entries` of the run's modules."""
+    modules, features = run_modules(run)
+    return module_entries(run.model, run.input_shape, modules, features, run.cfg.method.clusters)
+
+
+@register_figure("modules", methods=("crespr",),
+                 description="crespr's modules: their input features, their share of each class, the weights by module")
+def draw_modules(run: FinishedRun, out_dir: pathlib.Path) -> dict:
+    """:func:`plot_modules` of the run's modules."""
+    modules, features = run_modules(run)
+    plot_modules(run.model, run.input_shape, modules, features, run.cfg.method.clusters, out_dir)
+    return {}

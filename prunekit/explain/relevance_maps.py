@@ -7,7 +7,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from prunekit import rng
 from prunekit.explain.figures import save_figure
+from prunekit.explain.registry import FinishedRun, register_figure
+from prunekit.pruning.reference import reference_index
+
+HEATMAP_SAMPLES = 8  # reference samples drawn as input-relevance heat maps
 
 
 def _as_images(values: torch.Tensor, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -35,3 +40,22 @@ def plot_relevance_maps(x: torch.Tensor, relevance: torch.Tensor, labels: torch.
             axes[row, column].set_axis_off()
     fig.suptitle("input relevance of reference samples (LRP, true class)", fontsize=9)
     save_figure(fig, path)
+
+
+@register_figure("relevance_maps", methods=("lrp",),
+                 description="input relevance (LRP) of a few of the reference samples the lrp scores were read on")
+def draw_relevance_maps(run: FinishedRun, out_dir: pathlib.Path) -> dict:
+    """relevance_maps.png: ``HEATMAP_SAMPLES`` of the run's reference samples (drawn with its seed) and their input
+    relevance through the final network, with the run's composite."""
+    from prunekit.pruning.relevance import input_relevance  # zennit is imported only by runs that use it
+
+    dataset, seed = run.dataset, run.cfg.seed
+    reference = reference_index(dataset.train.y, run.cfg.method.samples_per_class, seed)
+    generator = torch.Generator().manual_seed(rng.fold(seed))
+    index = reference[torch.randperm(len(reference), generator=generator)[:HEATMAP_SAMPLES]].sort().values
+    index = index.to(dataset.train.y.device)
+    x = dataset.normalise(dataset.train.x.index_select(0, index))
+    y = dataset.train.y.index_select(0, index)
+    relevance = input_relevance(run.model, x.view(len(x), *run.input_shape), y, run.cfg.method.composite)
+    plot_relevance_maps(x, relevance, y, run.input_shape, out_dir / "relevance_maps.png")
+    return {}

@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from prunekit.explain.figures import save_figure
-from prunekit.metrics import prunable_layers
+from prunekit.explain.registry import FinishedRun, register_figure
+from prunekit.layers import prunable_layers
 
 
 def units_kept(model: nn.Module) -> dict[str, list[int]]:
@@ -34,3 +35,10 @@ def plot_units_kept(model: nn.Module, path: pathlib.Path) -> dict[str, list[int]
     ax.legend(fontsize=8)
     save_figure(fig, path)
     return counts
+
+
+@register_figure("units_kept", applies=lambda run: run.cfg.method.granularity == "unit",
+                 description="units (neurons or filters) kept per layer, for a run that pruned units")
+def draw_units_kept(run: FinishedRun, out_dir: pathlib.Path) -> dict:
+    """units_kept.png, and ``units_kept`` for summary.json."""
+    return {"units_kept": plot_units_kept(run.model, out_dir / "units_kept.png")}

@@ -7,14 +7,27 @@ or downloaded.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from prunekit.config import choice
+from prunekit.config import ModelConfig, choice, one_of
 from prunekit.errors import UserError
+
+
+@dataclass
+class ConvNetConfig(ModelConfig):
+    """model=vgg16, model=resnet18: torchvision's networks fitted to the data."""
+
+    # small: 32x32 inputs (3x3 stem); imagenet: the torchvision network
+    variant: str = one_of("small", "small", "imagenet")
+    # torchvision ImageNet weights; the classifier keeps the selected classes' rows on dataset=imagenet and is
+    # replaced for any other dataset (prunekit/models/weights.py)
+    pretrained: bool = False
+
 
 Variant = Callable[["ConvSpec", int], nn.Module]
 

@@ -8,12 +8,22 @@ follows its convolution, which is what zennit's SequentialMergeBatchNorm and pru
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
 from torch import nn
 
+from prunekit.config import ModelConfig, ranged
 from prunekit.errors import UserError
+from prunekit.models import register_model
 from prunekit.models.adapt import check_input_size
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    # Convolution widths per block; every convolution is 3x3 with BatchNorm and ReLU, a 2x2 max-pool ends a block.
+    blocks: list[list[int]] = field(default_factory=lambda: [[32, 32], [64, 64], [128]])
+    hidden: int = ranged(128, 1)  # the one hidden Linear layer before the classifier
 
 class CNN(nn.Sequential):
     """``features`` (conv-bn-relu ... pool per block), ``flatten``, ``fc`` + ``relu``, ``classifier``."""
@@ -35,8 +45,11 @@ class CNN(nn.Sequential):
             classifier=nn.Linear(hidden, num_classes),
         ))
 
+@register_model("cnn", config=CNNConfig)
 def build_cnn(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> CNN:
-    """The CNN of ``cfg.blocks`` and ``cfg.hidden`` for images shaped ``input_shape`` (C, H, W)."""
+    """Small VGG-style CNN with BatchNorm for MNIST-sized images (conv widths configurable).
+
+    The CNN of ``cfg.blocks`` and ``cfg.hidden`` for images shaped ``input_shape`` (C, H, W)."""
     blocks = [[int(w) for w in block] for block in cfg.blocks]
     if not blocks or any(not block or min(block) < 1 for block in blocks):
         raise UserError(f"model.blocks={blocks} is not allowed; give non-empty blocks of positive widths")

@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 from torch import nn
 
+from prunekit.config import FRACTION, ModelConfig, ranged
 from prunekit.errors import UserError
+from prunekit.models import register_model
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    hidden: list[int] = ranged([300, 100], 1)
+    dropout: float = ranged(0.0, **FRACTION)  # dropout after every hidden ReLU; 0 adds no Dropout layer
 
 
 class MLP(nn.Sequential):
@@ -30,8 +39,11 @@ class MLP(nn.Sequential):
         super().__init__(layers)
 
 
+@register_model("mlp", config=MLPConfig)
 def build_mlp(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> MLP:
-    """Build an MLP with hidden sizes ``cfg.hidden`` (dropout ``cfg.dropout``) on ``prod(input_shape)`` inputs.
+    """Fully connected ReLU network on flattened inputs (default LeNet-300-100).
+
+    An MLP with hidden sizes ``cfg.hidden`` (dropout ``cfg.dropout``) on ``prod(input_shape)`` inputs.
 
     The default ``hidden=[300, 100]`` on 784 inputs and 10 classes is LeNet-300-100 (266,610
     parameters). An empty ``hidden`` gives multinomial logistic regression.

@@ -4,16 +4,17 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlparse
 
 import torch
-import torchvision.models
 from torch import nn
-from torchvision.models import WeightsEnum
 
 from prunekit.data.source import reason
 from prunekit.errors import UserError
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 # prunekit's network name -> torchvision's ImageNet weights for its imagenet variant (vgg16 has BatchNorm)
 IMAGENET_WEIGHTS = {"vgg16": "VGG16_BN_Weights", "resnet18": "ResNet18_Weights"}
@@ -21,6 +22,8 @@ IMAGENET_WEIGHTS = {"vgg16": "VGG16_BN_Weights", "resnet18": "ResNet18_Weights"}
 
 def imagenet_weights(name: str) -> WeightsEnum:
     """The torchvision ImageNet weights that ``model.pretrained=true`` loads for network ``name``."""
+    import torchvision.models  # a second to import: only runs that ask for pretrained weights pay it
+
     return getattr(torchvision.models, IMAGENET_WEIGHTS[name]).DEFAULT
 
 

@@ -5,10 +5,9 @@ from collections import OrderedDict
 
 from omegaconf import DictConfig
 from torch import nn
-from torchvision import models
-from torchvision.models import vgg
 
-from prunekit.models.adapt import ConvSpec, build_variant, first_conv, kaiming_init
+from prunekit.models import register_model
+from prunekit.models.adapt import ConvNetConfig, ConvSpec, build_variant, first_conv, kaiming_init
 from prunekit.models.pretrained import imagenet_weights, pretrained_network
 
 
@@ -19,6 +18,8 @@ def _small(spec: ConvSpec, num_classes: int) -> nn.Sequential:
     usual CIFAR VGG has a single Linear layer. Max-pools round up (``ceil_mode``), which changes
     nothing for 32x32 but lets 28x28 and 8x8 images through the five halvings.
     """
+    from torchvision.models import vgg  # a second to import: only runs of this network pay it
+
     features = vgg.make_layers(vgg.cfgs["D"], batch_norm=True)
     for module in features:
         if isinstance(module, nn.MaxPool2d):
@@ -36,8 +37,10 @@ def _small(spec: ConvSpec, num_classes: int) -> nn.Sequential:
     )
 
 
-def _imagenet(spec: ConvSpec, num_classes: int) -> models.VGG:
+def _imagenet(spec: ConvSpec, num_classes: int) -> nn.Module:
     """torchvision's ``vgg16_bn``, optionally with ImageNet weights, its last Linear replaced."""
+    from torchvision import models
+
     if spec.pretrained:
         net = pretrained_network(models.vgg16_bn, imagenet_weights("vgg16"))
     else:
@@ -50,8 +53,11 @@ def _imagenet(spec: ConvSpec, num_classes: int) -> models.VGG:
 VARIANTS = {"small": _small, "imagenet": _imagenet}
 
 
+@register_model("vgg16", config=ConvNetConfig)
 def build_vgg16(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build VGG-16-BN, ``cfg.variant`` small (32x32-ish images) or imagenet (torchvision's network).
+    """VGG-16 with BatchNorm; variant small (32x32 images) or imagenet.
+
+    ``cfg.variant`` small (32x32-ish images) or imagenet (torchvision's network).
 
     ``cfg.pretrained`` loads torchvision's ImageNet weights (imagenet variant only). The first
     convolution takes ``input_shape[0]`` channels; the classifier gives ``num_classes`` logits.

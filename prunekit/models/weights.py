@@ -18,8 +18,6 @@ The classifier is the network's last prunable layer (its last Linear). The rule:
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,12 +25,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from prunekit.checkpoints import read_state_dict
 from prunekit.data.classes import ClassPick
 from prunekit.data.dataset import Dataset
-from prunekit.data.source import reason
-from prunekit.errors import UserError
-from prunekit.metrics import prunable_layers
-from prunekit.rundir import load_checkpoint
+from prunekit.errors import UserError, reason
+from prunekit.layers import prunable_layers
 
 MASKS = (".weight_mask", ".bias_mask")  # prunekit's mask buffers (prunekit/pruning/masks.py)
 OPTIONAL = ".num_batches_tracked"
@@ -98,7 +95,7 @@ def start_from(model: nn.Module, cfg: DictConfig, dataset: Dataset) -> Start | N
     if cfg.get("weights") is not None:
         path = Path(cfg.weights).expanduser()
         source = f"model.weights={cfg.weights}"
-        state = _read(path)
+        state = read_state_dict(path)
         _load_body(model, state, source, cfg.name)
         known, about = _classes_of_run(trained_on(path), dataset)
     elif cfg.get("pretrained"):
@@ -107,33 +104,12 @@ def start_from(model: nn.Module, cfg: DictConfig, dataset: Dataset) -> Start | N
         from prunekit.models.pretrained import imagenet_weights, weights_path  # torchvision: slow to import
 
         source = "model.pretrained"
-        state = _read(Path(weights_path(imagenet_weights(cfg.name))))
+        state = read_state_dict(Path(weights_path(imagenet_weights(cfg.name))))
         known, about = list(range(dataset.full_num_classes)), "ImageNet classes"
     else:
         return None
     rows, note = _classifier_rows(state, model, known, about, dataset)
     return Start(source, rows, note)
-
-
-def _read(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = load_checkpoint(path)
-    except UserError:  # the file cannot be opened: said as it is
-        raise
-    except Exception as error:  # noqa: BLE001 - missing, truncated or foreign: all mean "no weights here"
-        if isinstance(error, OSError):
-            what = f"cannot be read ({reason(error)})"
-        elif not zipfile.is_zipfile(path):
-            what = "is not a file written by torch.save; give a state_dict such as a run's checkpoints/dense.pt"
-        elif isinstance(error, pickle.UnpicklingError):
-            what = "holds more than tensors (a whole pickled network?); save its state_dict() instead"
-        else:
-            what = f"cannot be loaded ({reason(error)})"
-        raise UserError(f"{path} {what}") from error
-    if not (isinstance(state, dict) and state
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
-        raise UserError(f"{path} is not a plain state_dict (names -> tensors); a run's checkpoints/dense.pt is one")
-    return state
 
 
 def _load_body(model: nn.Module, state: dict[str, torch.Tensor], source: str, network: str) -> None:

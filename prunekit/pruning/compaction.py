@@ -28,7 +28,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from prunekit.metrics import prunable_layers
+from prunekit.layers import prunable_layers
 
 OUT_FNS = {tp.prune_conv_out_channels, tp.prune_linear_out_channels, tp.prune_batchnorm_out_channels}
 IN_FNS = {tp.prune_conv_in_channels, tp.prune_linear_in_channels}

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from prunekit.metrics import eval_mode
+from prunekit.layers import eval_mode
 
 PER_SAMPLE_FLOATS = 2 ** 22  # per-sample gradients (or probes) held at once: 16 MiB of float32, faster on a CPU
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from prunekit.engine import TrainHook
-from prunekit.metrics import prunable_layers
+from prunekit.layers import prunable_layers
 
 GRANULARITIES = ("weight", "unit", "input")
 

@@ -27,7 +27,7 @@ from zennit.rules import ZPlus
 from zennit.torchvision import ResNetCanonizer
 
 from prunekit.config import choice
-from prunekit.metrics import eval_mode
+from prunekit.layers import eval_mode
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Receiver = Callable[[str, torch.Tensor], None]  # (module name, relevance at its output) -> None

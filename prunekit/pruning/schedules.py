@@ -1,7 +1,7 @@
 """Sparsity schedules: how the target grows over the pruning stage.
 
-Each schedule maps progress ``u`` in [0, 1] (between ``start`` and ``end``, as fractions of the pruning
-stage) to the share of the way from the initial sparsity to the target. Every one is monotone, gives
+Each schedule (a curve registered with :func:`register_schedule`) maps progress ``u`` in [0, 1] (between
+``start`` and ``end``, as fractions of the pruning stage) to the share of the way from the initial sparsity to the target. Every one is monotone, gives
 exactly the initial sparsity before ``start`` and exactly the target from ``end`` on.
 """
 from __future__ import annotations
@@ -11,40 +11,80 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
+from prunekit.config import ScheduleConfig
 from prunekit.engine import TrainHook
-from prunekit.errors import UserError
+from prunekit.registry import Registry
+
+Curve = Callable[[float, DictConfig], float]
+
+SCHEDULES: Registry[Curve] = Registry("schedule", "schedule", group="schedule", base=ScheduleConfig)
 
 
-def _logistic(u: float, alpha: float = 14.0, beta: float = 6.0) -> float:
+def register_schedule(name: str, *, config: type | None = None, description: str | None = None,
+                      on_density: bool = False, stepped: bool = False) -> Callable[[Curve], Curve]:
+    """Decorator: make the curve available as ``schedule=<name>``. A curve maps progress ``u`` in [0, 1] and
+    the schedule config to the share of the way from the initial sparsity to the target; ``on_density``
+    curves move the density geometrically instead; ``stepped`` schedules prune in a few distinct steps
+    (a learning-rate cycle, ``prune.lr_schedule=cycle``, can follow them)."""
+    return SCHEDULES.register(name, config=config, description=description, on_density=on_density,
+                              stepped=stepped)
+
+
+@register_schedule("one_shot", stepped=True)
+def one_shot(u: float, cfg: DictConfig) -> float:
+    """The whole target at once, at the schedule's start."""
+    return 1.0
+
+
+@register_schedule("iterative", stepped=True)
+def iterative(u: float, cfg: DictConfig) -> float:
+    """schedule.steps equal steps."""
+    return math.floor(u * cfg.steps + 1e-9) / cfg.steps
+
+
+@register_schedule("agp")
+def agp(u: float, cfg: DictConfig) -> float:
+    """Automated gradual pruning: cubic growth (Zhu and Gupta 2017)."""
+    return 1.0 - (1.0 - u) ** 3
+
+
+@register_schedule("linear")
+def linear(u: float, cfg: DictConfig) -> float:
+    """Linear growth."""
+    return u
+
+
+@register_schedule("cos")
+def cos(u: float, cfg: DictConfig) -> float:
+    """Half-cosine growth."""
+    return (1.0 - math.cos(math.pi * u)) / 2.0
+
+
+@register_schedule("one_cycle")
+def one_cycle(u: float, cfg: DictConfig, alpha: float = 14.0, beta: float = 6.0) -> float:
+    """Logistic (one-cycle) growth."""
     # fasterai's one-cycle curve, rescaled so that it is exactly 0 at u=0 and 1 at u=1
     sig = lambda x: 1.0 / (1.0 + math.exp(-alpha * x + beta))  # noqa: E731
     return (sig(u) - sig(0.0)) / (sig(1.0) - sig(0.0))
 
 
-# name -> (share of the way at progress u, one-line description); `exp` is handled on density instead
-SCHEDULES: dict[str, tuple[Callable[[float, DictConfig], float], str]] = {
-    "one_shot": (lambda u, c: 1.0, "the whole target at once, at the schedule's start"),
-    "iterative": (lambda u, c: math.floor(u * c.steps + 1e-9) / c.steps, "schedule.steps equal steps"),
-    "agp": (lambda u, c: 1.0 - (1.0 - u) ** 3, "cubic growth (Zhu and Gupta 2017)"),
-    "linear": (lambda u, c: u, "linear growth"),
-    "cos": (lambda u, c: (1.0 - math.cos(math.pi * u)) / 2.0, "half-cosine growth"),
-    "one_cycle": (lambda u, c: _logistic(u), "logistic (one-cycle) growth"),
-    "exp": (lambda u, c: u, "density decays geometrically: each step removes the same share of survivors"),
-}
+@register_schedule("exp", on_density=True)
+def exp(u: float, cfg: DictConfig) -> float:
+    """Density decays geometrically: each step removes the same share of survivors."""
+    return u
 
 
 def sparsity_at(schedule: DictConfig, target: float, t: float) -> float:
     """Scheduled sparsity at fraction ``t`` of the pruning stage."""
-    if schedule.name not in SCHEDULES:
-        raise UserError(f"schedule={schedule.name!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
+    entry = SCHEDULES.get(schedule.name)
     initial = schedule.initial_sparsity
     if t < schedule.start:
         return initial
     if t >= schedule.end:
         return target
     u = (t - schedule.start) / (schedule.end - schedule.start)
-    share = SCHEDULES[schedule.name][0](u, schedule)
-    if schedule.name == "exp":
+    share = entry.target(u, schedule)
+    if entry.extra["on_density"]:
         return 1.0 - (1.0 - initial) * ((1.0 - target) / (1.0 - initial)) ** share
     return initial + (target - initial) * share
 

@@ -15,9 +15,6 @@ import torch
 from prunekit.errors import UserError, warn
 
 
-SCOPES = ("auto", "global", "layer")
-
-
 def resolved_scope(scope: str, granularity: str) -> str:
     """``method.scope`` as the ranking uses it: ``auto`` is ``global`` for weights and ``layer`` for units and
     input features. Raw unit scores (a filter's L1 norm, ...) grow with the layer's fan-in, so one global

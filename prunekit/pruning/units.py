@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from prunekit.metrics import prunable_layers
+from prunekit.layers import prunable_layers
 from prunekit.pruning.masks import following_batchnorm
 
 

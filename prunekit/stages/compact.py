@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prunekit.metrics import is_mlp
+from prunekit.layers import is_mlp
 from prunekit.pruning.compaction import compact
 from prunekit.state import ModelSpec, RunState
 

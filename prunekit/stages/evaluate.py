@@ -1,6 +1,6 @@
 """The last stage: test accuracy (the only read of the test split), the efficiency figures at their three
-levels, the method's report, and the files a finished run leaves (pruned.pt, compact.pt, layers.csv,
-summary.json)."""
+levels, the registered measures and figures (prunekit/explain/registry.py, which `prunekit explain` calls too),
+and the files a finished run leaves (pruned.pt, compact.pt, layers.csv, summary.json)."""
 from __future__ import annotations
 
 import time
@@ -9,8 +9,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from prunekit import metrics
-from prunekit.artifacts import save_compact, save_pruned
+from prunekit.checkpoints import save_compact, save_pruned
 from prunekit.engine import evaluate
+from prunekit.explain.registry import FinishedRun, draw_figures, measures
+from prunekit.layers import prunable_layers
 from prunekit.latency import UNSTABLE_SPREAD, latency_table
 from prunekit.models import weights
 from prunekit.pruning.compaction import expand
@@ -21,7 +23,7 @@ from prunekit.state import RunState
 def _compact_figures(compact: nn.Module, input_shape: tuple[int, ...], rows: list[dict]) -> dict:
     """params_compact and flops_compact of the physically smaller network; adds its columns to ``rows``."""
     flops = metrics.flops_per_layer(compact, input_shape)
-    layers = dict(metrics.prunable_layers(compact))
+    layers = dict(prunable_layers(compact))
     for row in rows:
         layer = layers[row["layer"]]
         row["compact_shape"] = "x".join(str(d) for d in layer.weight.shape)
@@ -83,11 +85,10 @@ class Evaluate:
         if cfg.latency:
             counts.update(_latency(run, state, full))
         method_class = get_method_class(cfg.method.name)
-        # A run resumed after pruning builds its method only for its measures and figures.
-        method = state.method or method_class(cfg.method, state.model, state.masks, state.data, cfg.seed)
-        counts.update(method.measure(full, state.spec.input_shape))
+        finished = FinishedRun(full, state.spec.input_shape, cfg, run.dir, lambda: state.data.dataset)
+        counts.update(measures(finished))
         if cfg.figures:
-            counts.update(method.report(full, state.spec.input_shape, run.dir.figures))
+            counts.update(draw_figures(finished, run.dir.figures))
         config = OmegaConf.to_container(cfg, resolve=True)
         save_pruned(run.dir.checkpoint("pruned"), full, state.spec, config)
         if compaction is not None:

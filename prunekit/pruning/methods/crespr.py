@@ -16,29 +16,28 @@ The paper's argument (the Hessian stays near block-diagonal, so per-weight salie
 from __future__ import annotations
 
 import math
-import pathlib
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from prunekit import rng
-from prunekit.config import choice
+from prunekit.config import FRACTION, MethodConfig, one_of, ranged
 from prunekit.errors import UserError
-from prunekit.pruning.clusters import CLUSTERINGS, feature_clusters
-from prunekit.pruning.hessian import ESTIMATORS, hessian_diagonal
-from prunekit.pruning.methods import register
-from prunekit.pruning.methods.base import PruningMethod, normalised
+from prunekit.pruning.clusters import feature_clusters
+from prunekit.pruning.hessian import hessian_diagonal
+from prunekit.pruning.method import PruningMethod, normalised
+from prunekit.pruning.methods import register_method
 from prunekit.pruning.modules import select_modular, weight_modules
 
-CRITERIA = ("magnitude", "obd")
 _HESSIAN_STREAM = 6_007  # keeps the Hessian batches and probes apart from other seeded streams of the run
 
 
 def hidden_widths(model_cfg: DictConfig) -> list[int]:
     """The widths (units or filters) of the hidden prunable layers of the network ``model_cfg`` describes,
     read from a copy built on the meta device (no weights are made or loaded)."""
-    from prunekit.metrics import prunable_layers
+    from prunekit.layers import prunable_layers
     from prunekit.models import build_model
 
     spec = {**OmegaConf.to_container(model_cfg, resolve=True), "weights": None}
@@ -49,10 +48,26 @@ def hidden_widths(model_cfg: DictConfig) -> list[int]:
     return [layer.weight.shape[0] for _, layer in prunable_layers(model)[:-1]]
 
 
-@register
+@dataclass
+class CresprConfig(MethodConfig):
+    """method=crespr: our reading of the CRESPR abstract (DESIGN.md 2.4)."""
+
+    sparsity: float = ranged(0.99, **FRACTION)
+    clusters: int = ranged(4, 1)  # K: input clusters of an MLP, modules of every hidden layer
+    # How an MLP's input features are grouped (a CNN's first convolution reads all image channels, so there the
+    # option has nothing to group)
+    cluster_by: str = one_of("correlation", "correlation", "spatial", "random")
+    cross: float = ranged(0.0, **FRACTION)  # share of the surviving weights that may join two different modules
+    criterion: str = one_of("magnitude", "magnitude", "obd")  # magnitude: |w|; obd: 0.5 * H_ii * w^2 (Optimal Brain Damage)
+    hessian: str = one_of("fisher", "fisher", "hutchinson")  # how criterion=obd estimates H_ii (prunekit/pruning/hessian.py)
+    hessian_batches: int = ranged(1, 1)  # training batches of score_batch_size per estimate, drawn anew at every step
+    hessian_probes: int = ranged(1, 1)  # Rademacher probes per batch (hutchinson)
+
+
+@register_method("crespr", config=CresprConfig)
 class Crespr(PruningMethod):
-    name = "crespr"
-    description = "K modules fed by input-feature clusters, pruned inside by |w| or OBD (reading of CRESPR)"
+    """K modules fed by input-feature clusters, pruned inside by |w| or OBD (reading of CRESPR)."""
+
     granularities = ("weight",)
 
     def __init__(self, *args, **kwargs):
@@ -77,10 +92,9 @@ class Crespr(PruningMethod):
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         method = cfg.method
-        choice(method.cluster_by, list(CLUSTERINGS), "method.cluster_by")
-        choice(method.criterion, list(CRITERIA), "method.criterion")
-        choice(method.hessian, list(ESTIMATORS), "method.hessian")
-        choice(method.scope, ["auto", "global"], "method.scope (for method=crespr, which ranks inside modules)")
+        if method.scope == "layer":
+            raise UserError("method.scope='layer' is not allowed for method=crespr, which ranks inside modules; "
+                            "choose auto or global")
         widths = hidden_widths(cfg.model)
         if not widths:
             raise UserError(f"method=crespr splits hidden layers into modules, but model={cfg.model.name} has none; "
@@ -89,12 +103,9 @@ class Crespr(PruningMethod):
             raise UserError(f"method.clusters={method.clusters} exceeds the narrowest hidden layer ({min(widths)} "
                             f"units); choose at most {min(widths)}")
 
-    def modules(self, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
-        """The module of every weight (or CROSS) of ``model`` in its original shapes (default: the run's)."""
-        from prunekit.metrics import prunable_layers
-
-        layers = self.masks.layers if model is None else dict(prunable_layers(model))
-        return weight_modules(layers, self.cfg.clusters, self.features)
+    def modules(self) -> dict[str, torch.Tensor]:
+        """The module of every weight (or CROSS) of the run's network."""
+        return weight_modules(self.masks.layers, self.cfg.clusters, self.features)
 
     def start(self) -> None:
         """Prune the cross-module weights beyond the allowed share (idempotent, so resuming changes nothing)."""
@@ -128,19 +139,3 @@ class Crespr(PruningMethod):
         keep = select_modular(scores, alive, self.modules(), n_keep, math.floor(self.cfg.cross * n_keep),
                               self.cfg.min_keep)
         self.masks.set_groups("weight", keep)
-
-    def measure(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict:
-        """The base entries, plus the share of surviving weights inside modules and (MLP) Q of the modules."""
-        from prunekit.explain.module_figures import module_entries
-
-        return {**super().measure(model, input_shape),
-                **module_entries(model, input_shape, self.modules(model), self.features, self.cfg.clusters)}
-
-    def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
-        """The base figures, plus the modules' input images, their contributions to the classes and the
-        weight matrices ordered by module."""
-        from prunekit.explain.module_figures import plot_modules
-
-        entries = super().report(model, input_shape, out_dir)
-        plot_modules(model, input_shape, self.modules(model), self.features, self.cfg.clusters, out_dir)
-        return entries

@@ -22,27 +22,44 @@ fine-tuning trains with the topology frozen.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig
 
 from prunekit import rng
-from prunekit.config import choice
-from prunekit.engine import OPTIMIZERS
+from prunekit.config import POSITIVE, MethodConfig, one_of, ranged
 from prunekit.errors import UserError
-from prunekit.pruning.methods import register
-from prunekit.pruning.methods.base import PruningMethod
+from prunekit.pruning.method import PruningMethod
+from prunekit.pruning.methods import register_method
 from prunekit.pruning.methods.gumbel_gates import GateSet
 from prunekit.pruning.selection import resolved_scope, select_groups, select_top
 
-TARGETS = ("scheduled", "emergent")
 _NOISE_STREAM = 7_919  # keeps the gate noise apart from other seeded streams of the run
 
 
-@register
+@dataclass
+class GumbelConfig(MethodConfig):
+    """method=gumbel (the defaults are argued in configs/method/gumbel.yaml)."""
+
+    # scheduled: rho_target follows the schedule, exact top-k; emergent: rho_target = 0
+    target: str = one_of("scheduled", "scheduled", "emergent")
+    lam: float = ranged(1e-3, 0)  # density-term pull per gate: lam * N * |rho_target - density|, one value for any N
+    tau: float = ranged(3.0, **POSITIVE)  # Gumbel-Softmax temperature
+    tau_final: Optional[float] = ranged(None, **POSITIVE)  # anneal tau geometrically to this; null: fixed tau
+    gate_lr: float = ranged(0.1, **POSITIVE)  # learning rate of the keep-minus-drop logits (weights use the stage's lr)
+    # The gates' own optimiser, whatever the stage's optimiser does to the weights: adam (the authors' tutorial)
+    # or sgd (with the stage's momentum). The gates get no weight decay either way.
+    gate_optimizer: str = one_of("adam", "adam", "sgd")
+    # starting keep probability sigmoid(keep - drop)
+    init_keep: float = ranged(0.95, 0.0, 1.0, low_open=True, high_open=True)
+
+
+@register_method("gumbel", config=GumbelConfig)
 class Gumbel(PruningMethod):
-    name = "gumbel"
-    description = "straight-through Gumbel-Softmax gate per weight, trained with the weights; exact final top-k"
+    """Straight-through Gumbel-Softmax gate per weight, trained with the weights; exact final top-k."""
+
     granularities = ("weight",)
 
     def __init__(self, *args, **kwargs):
@@ -58,9 +75,7 @@ class Gumbel(PruningMethod):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        super().validate(cfg)
-        choice(cfg.method.target, list(TARGETS), "method.target")  # ranges of tau, lam, ... are in the schema
-        choice(cfg.method.gate_optimizer, list(OPTIMIZERS), "method.gate_optimizer")
+        super().validate(cfg)  # the allowed values and ranges of target, tau, lam, ... are in the schema
         if cfg.prune.epochs == 0:
             raise UserError("method=gumbel learns its gates during the pruning stage, but prune.epochs=0 would "
                             "keep a top-k of untrained gates; give prune.epochs >= 1")

@@ -14,28 +14,39 @@ The paper's three steps, in prunekit's stages:
 """
 from __future__ import annotations
 
-import pathlib
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from prunekit.config import FRACTION, MethodConfig, ranged
 from prunekit.errors import UserError
-from prunekit.pruning.methods import register
-from prunekit.pruning.methods.base import PruningMethod, normalised
+from prunekit.layers import group_norms
+from prunekit.pruning.method import PruningMethod, normalised
+from prunekit.pruning.methods import register_method
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.selection import check_floors, resolved_scope, select_groups
 
 
-def group_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
-    """The L2 norm of every slice of ``weight`` along ``dim`` (dim 1: input groups, dim 0: unit rows)."""
-    return weight.transpose(0, dim).flatten(1).norm(dim=1)
+@dataclass
+class InputPruneConfig(MethodConfig):
+    """method=inputprune: input features and units, jointly."""
+
+    granularity: str = "input"
+    # Hidden units: the same fraction of every hidden layer (row norms of layers with different fan-in do not
+    # compare; scope=global with normalize=l2 ranks them together instead).
+    scope: str = "layer"
+    sparsity: float = ranged(0.0, **FRACTION)  # fraction of hidden units removed (0: input features only)
+    input_sparsity: float = ranged(0.5, **FRACTION)  # fraction of input features (pixels; CNN: channels) removed
+    lam: float = ranged(1e-4, 0)  # group lasso on the input groups: lam * sum of each group's L2 norm
+    lam_units: float = ranged(0.0, 0)  # the same on the hidden units' weight rows (0: off)
 
 
-@register
+@register_method("inputprune", config=InputPruneConfig)
 class InputPrune(PruningMethod):
-    name = "inputprune"
-    description = "group lasso on input features (and units), exact top-k on group norms; inputs leave the data"
+    """Group lasso on input features (and units), exact top-k on group norms; inputs leave the data."""
+
     granularities = ("input",)
 
     def __init__(self, *args, **kwargs):
@@ -44,30 +55,6 @@ class InputPrune(PruningMethod):
         if not isinstance(first, (nn.Linear, nn.Conv2d)):
             raise UserError(f"method=inputprune removes input features through the first layer, which must be Linear "
                             f"or Conv2d; this network's first layer is {type(first).__name__}")
-        self.dense_norms: torch.Tensor | None = None
-
-    def start(self) -> None:
-        """Keep the dense first layer's column norms (the beginning of the pruning stage) for the figure."""
-        if self.dense_norms is None:
-            self.dense_norms = group_norms(self._first().weight.detach(), 1).cpu()
-
-    def state_dict(self) -> dict:
-        return {"dense_norms": self.dense_norms}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.dense_norms = state["dense_norms"]
-
-    def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
-        """The base figures, plus inputs_kept.png and inputs_kept.csv (the kept features beside the dense
-        network's column norms)."""
-        from prunekit.explain.inputs_kept import write_inputs_kept
-
-        entries = super().report(model, input_shape, out_dir)
-        first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
-        norms = group_norms(first.weight.detach(), 1).cpu()
-        dense = self.dense_norms.numpy() if self.dense_norms is not None else None
-        write_inputs_kept((norms > 0).int().numpy(), dense, tuple(input_shape), isinstance(first, nn.Conv2d), out_dir)
-        return entries
 
     def _first(self) -> nn.Module:
         return self.masks.layers[self.masks.names[0]]

@@ -1,36 +1,28 @@
-"""The interface every pruning method implements.
+"""What the stages call on a pruning method, and the default that scores and selects.
 
-A post-hoc method only answers "how important is each group?" through :meth:`scores`. A training-time
-method (gumbel, group lasso, crespr) may also add a loss term, extra trainable parameters with their own
-learning rate, and work around each optimiser step. The stages call these hooks without knowing which
-method they run: around each step of the pruning stage, at the end of each of its epochs
-(:meth:`epoch_end`), at its end (:meth:`finish`), and once the run is evaluated (:meth:`measure`, and
-:meth:`report` for the figures).
+A method is either a criterion (prunekit/pruning/criteria/: a function from the network, its masks and
+reference samples to scores per group, run by ``ScoredPruning``) or a training-time method
+(prunekit/pruning/methods/: gumbel, inputprune, crespr) that subclasses :class:`PruningMethod` and overrides
+only what it needs of a small protocol: a loss term and work around each step (``TrainHook``), extra
+trainable parameters (:meth:`param_groups`), prune to a level (:meth:`prune`), settle the final masks
+(:meth:`finish`), and its state for an exact resume. The class-level checks (:meth:`validate`,
+:meth:`unused_options`, :meth:`check_network`) run before any work. Measures and figures are not a method's
+business: prunekit/explain draws them for every method alike.
 """
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import math
-import pathlib
-
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from prunekit.config import choice
 from prunekit.engine import TrainHook
-from prunekit.explain import explain_mlp
-from prunekit.explain.graph import surviving_network
-from prunekit.explain.modularity import modularity
-from prunekit.explain.units_kept import plot_units_kept
-from prunekit.metrics import is_mlp
+from prunekit.errors import UserError
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.selection import check_floors, resolved_scope, select_groups
 
-
-NORMALISATIONS = ("none", "l2", "sum")
-
+GRANULARITIES = ("weight", "unit", "input")
 
 def normalised(scores: dict[str, torch.Tensor], how: str) -> dict[str, torch.Tensor]:
     """Each layer's scores divided by their L2 norm (``l2``) or their sum (``sum``), or as they are (``none``):
@@ -43,11 +35,11 @@ def normalised(scores: dict[str, torch.Tensor], how: str) -> dict[str, torch.Ten
 
 
 class PruningMethod(TrainHook):
-    """Scores groups of weights (granularity from ``cfg.granularity``) and prunes the weakest."""
+    """Scores groups of weights (granularity from ``cfg.granularity``) and prunes the weakest; ``name`` is set
+    by the registering decorator, ``granularities`` are those the method supports."""
 
     name: ClassVar[str]
-    description: ClassVar[str]
-    granularities: ClassVar[tuple[str, ...]] = ("weight", "unit", "input")
+    granularities: ClassVar[tuple[str, ...]] = GRANULARITIES
     reads_samples: ClassVar[bool] = False  # whether the scores read method.samples_per_class reference samples
 
     def __init__(self, cfg: DictConfig, model: nn.Module, masks: MaskSet, data: Any, seed: int):
@@ -57,8 +49,9 @@ class PruningMethod(TrainHook):
     def validate(cls, cfg: DictConfig) -> None:
         """Raise UserError for settings of the whole run config ``cfg`` that this method cannot honour
         (called before any run starts, after the schema's own checks: prunekit/validation.py)."""
-        choice(cfg.method.granularity, list(cls.granularities), f"method.granularity (for method={cls.name})")
-        choice(cfg.method.normalize, list(NORMALISATIONS), "method.normalize")
+        if cfg.method.granularity not in cls.granularities:
+            raise UserError(f"method.granularity={cfg.method.granularity!r} is not allowed for method={cls.name}; "
+                            f"choose one of: {', '.join(cls.granularities)}")
 
     @classmethod
     def unused_options(cls, cfg: DictConfig) -> dict[str, str]:
@@ -112,25 +105,6 @@ class PruningMethod(TrainHook):
         """End of an epoch of the pruning stage; returns entries for its record, overriding the stage's
         own (e.g. the ``density`` a method's decision would give while its masks are not yet written)."""
         return {}
-
-    def measure(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict:
-        """Entries for summary.json that every run records, with figures or without, from the final network in
-        its original shapes: for an MLP, Newman's modularity Q of its surviving network (Louvain communities),
-        so that every method is measured alike."""
-        if not is_mlp(model):
-            return {}
-        return {"modularity_q": modularity(surviving_network(model, math.prod(input_shape)))}
-
-    def report(self, model: nn.Module, input_shape: tuple[int, ...], out_dir: pathlib.Path) -> dict:
-        """Figures into ``out_dir`` and entries for summary.json, from the final network in its original
-        shapes (pruned weights exactly zero). Every method's pruned MLP gets the interpretability figures;
-        unit pruning draws the units (neurons, filters) kept per layer."""
-        entries = {}
-        if self.cfg.granularity == "unit":
-            entries["units_kept"] = plot_units_kept(model, out_dir / "units_kept.png")
-        if is_mlp(model):
-            entries.update(explain_mlp(model, input_shape, out_dir))
-        return entries
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue exactly where it stopped."""

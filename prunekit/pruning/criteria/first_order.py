@@ -7,29 +7,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunekit.metrics import eval_mode
-from prunekit.pruning.methods import register
-from prunekit.pruning.methods.response import ResponseMethod
+from prunekit.layers import eval_mode
+from prunekit.pruning.criteria import register_criterion
+from prunekit.pruning.criteria.context import ScoringContext
+from prunekit.pruning.units import unit_outputs
 
 Term = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (activation, dL/dactivation) -> per-entry term
 
 
-@register
-class Taylor(ResponseMethod):
-    name = "taylor"
-    description = "|sum of a * dL/da| per unit over reference samples and positions / (N*H*W)"
-
-    def unit_scores(self, model, batches, outputs):
-        return first_order(model, batches, outputs, lambda activation, grad: activation * grad)
+@register_criterion("taylor", granularities=("unit",), reads_samples=True)
+def taylor(context: ScoringContext) -> dict[str, torch.Tensor]:
+    """|sum of a * dL/da| per unit over reference samples and positions / (N*H*W)."""
+    return first_order(context.model, context.reference_batches(), unit_outputs(context.model),
+                       lambda activation, grad: activation * grad)
 
 
-@register
-class Gradient(ResponseMethod):
-    name = "gradient"
-    description = "|sum of dL/da| per unit over reference samples and positions / (N*H*W)"
-
-    def unit_scores(self, model, batches, outputs):
-        return first_order(model, batches, outputs, lambda activation, grad: grad)
+@register_criterion("gradient", granularities=("unit",), reads_samples=True)
+def gradient(context: ScoringContext) -> dict[str, torch.Tensor]:
+    """|sum of dL/da| per unit over reference samples and positions / (N*H*W)."""
+    return first_order(context.model, context.reference_batches(), unit_outputs(context.model),
+                       lambda activation, grad: grad)
 
 
 def first_order(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
