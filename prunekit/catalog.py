@@ -1,7 +1,8 @@
 """``prunekit list``: every choice of every config group, printed from the registries.
 
 Datasets, models, methods, schedules, figures and measures come with the one-line description their registration
-gives (a plug-in's entries among them); experiments are presets, YAML files only, and give the first comment line.
+gives (a plug-in's entries among them); experiments and studies are YAML files only, and give their first comment
+line.
 """
 from __future__ import annotations
 
@@ -50,13 +51,16 @@ def _drawings() -> list[tuple[str, str]]:
 def catalog() -> dict[str, list[tuple[str, str]]]:
     """Group -> [(choice, description)]: the registries' entries and the experiment presets."""
     register_schemas()
-    presets = sorted(p for folder in [config_dir(), *plugin_config_dirs()] for p in (folder / "experiment").glob("*.yaml"))
+    folders = [config_dir(), *plugin_config_dirs()]
+    presets, studies = (sorted(p for folder in folders for p in (folder / group).glob("*.yaml"))
+                        for group in ("experiment", "study"))
     return {
         "dataset": [(e.name, e.description) for e in DATASETS.entries()],
         "model": [(e.name, e.description) for e in MODELS.entries()],
         "method": _methods(),
         "schedule": [(e.name, e.description) for e in SCHEDULES.entries()],
         "experiment": [(p.stem, describe(p)) for p in presets],
+        "study": [(p.stem, describe(p)) for p in studies],
         "figure": _drawings(),
     }
 
@@ -65,7 +69,8 @@ def print_catalog() -> None:
     """Print the catalogue as one table per group."""
     console = Console()
     for group, entries in catalog().items():
-        how = "drawn at the end of a run, or later by prunekit explain" if group == "figure" else f"{group}=NAME"
+        how = {"figure": "drawn at the end of a run, or later by prunekit explain",
+               "study": "prunekit study NAME"}.get(group, f"{group}=NAME")
         table = Table(title=f"{group}  ({how})", title_justify="left", show_header=False, box=None)
         table.add_column(style="bold")
         table.add_column()

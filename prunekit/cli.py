@@ -22,6 +22,9 @@ commands:
                            overrides (method=gumbel method.sparsity=0.95 dataset=fashion_mnist ...);
                            -m sweeps comma-separated values; --cfg job prints the composed config;
                            --help shows Hydra's help with every config group
+  study NAME_OR_FILE [OVERRIDES] [--out DIR]
+                           a paper's table: search each arm on validation at the search seed, run the
+                           chosen settings at the other seeds, write study.json and the table
   list [GROUP=NAME]        the datasets, models, methods, schedules, experiments and figures, one line each;
                            with method=gumbel (or any GROUP=NAME), that entry's options and allowed values
   report DIR [DIR ...]     tables (md, csv, tex) and figures over the runs below the folders, seeds as
@@ -133,7 +136,12 @@ def _dispatch(argv: list[str], debug: bool) -> int:
         from prunekit.report import main as report
 
         return report(rest)
-    raise UserError(f"unknown command {command!r}; choose one of: train, list, report, explain (prunekit --help)")
+    if command == "study":
+        from prunekit.study import main as study
+
+        return study(rest)
+    raise UserError(f"unknown command {command!r}; choose one of: train, study, list, report, explain "
+                    "(prunekit --help)")
 
 
 def main(argv: list[str] | None = None) -> int:
