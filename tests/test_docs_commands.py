@@ -102,6 +102,7 @@ PLUGIN = "method=example"  # docs/extending.md's plug-in: composed where it is i
 TRAIN = [(where, command) for where, command in commands("prunekit train ") if PLUGIN not in command]
 WITH_PLUGIN = [(where, command) for where, command in commands("prunekit train ") if PLUGIN in command]
 REPORT = commands("prunekit report ", inline=True)
+STUDY = commands("prunekit study ")
 SCRIPTS = commands("python scripts/", inline=True)
 LINKS = [(path, target) for path in DOCS for target in LINK.findall(path.read_text())
          if not re.match(r"[a-z]+:", target)]  # http:, https:, mailto: are not files of this repository
@@ -110,7 +111,7 @@ LINKS = [(path, target) for path in DOCS for target in LINK.findall(path.read_te
 def test_the_docs_hold_the_commands_they_are_meant_to():
     assert {path.name for path in DOCS} >= {"README.md", "index.md", "concepts.md", "configuration.md"}
     assert len(TRAIN) >= 30 and ("README.md", "prunekit train method=gumbel") in TRAIN
-    assert REPORT and SCRIPTS and LINKS and WITH_PLUGIN
+    assert REPORT and SCRIPTS and LINKS and WITH_PLUGIN and STUDY
 
 
 def _compose_and_validate(jobs_: list[list[str]], monkeypatch) -> None:
@@ -154,6 +155,29 @@ def test_every_documented_command_of_the_example_plug_in_composes_where_it_is_in
         result = subprocess.run([sys.executable, "-m", "prunekit", "train", *job, "--cfg", "job"], cwd=tmp_path,
                                 env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{where}: {' '.join(job)}: {result.stderr}"
+
+
+def _study(command: str):
+    from prunekit.study.spec import load_study
+
+    words = [word for word in shlex.split(command, comments=True)[2:] if word != "--out"]
+    return load_study(words[0], [word for word in words[1:] if "=" in word])
+
+
+@pytest.mark.parametrize("where,command", STUDY, ids=_ids(STUDY))
+def test_every_documented_study_exists_and_is_well_formed(where, command):
+    assert _study(command).cfg.arms
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where,command", STUDY, ids=_ids(STUDY))
+def test_every_run_of_every_documented_study_composes_and_validates(where, command, monkeypatch):
+    from prunekit.study.runs import check_runs
+
+    # The data and the files the study names (a dense.pt of an earlier step) need not be here.
+    monkeypatch.setattr("prunekit.study.runs.check_available", lambda data: None)
+    monkeypatch.setattr("prunekit.models.weights.check_request", lambda model: None)
+    check_runs(_study(command))
 
 
 def test_every_documented_report_option_exists():

@@ -98,6 +98,7 @@ def test_a_new_seed_runs_only_the_new_runs(cli, tmp_path, counted_runs):
      "prune.lr=-1"),
     (("select: val_accuracy", "select: accuracy"), "test split never chooses"),
     (("seeds: [0, 1, 2]", "seeds: [0, -1]"), "seed=-1"),
+    (("base: [dataset=digits,", "base: [dataset=digits, model.weights=???,"), "model.weights"),
 ])
 def test_a_bad_study_is_one_line_before_any_run(cli, tmp_path, counted_runs, change, message):
     code, _, err = cli("study", write_study(tmp_path, STUDY.replace(*change)), "--out", "out")
@@ -119,3 +120,15 @@ def test_a_folder_of_the_users_is_refused(cli, tmp_path, counted_runs):
     code, _, err = cli("study", write_study(tmp_path), "--out", "mine")
     assert code == 2 and "was not made by prunekit study" in err and counted_runs == []
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "configs" / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)
+def test_every_shipped_study_is_well_formed_and_says_what_it_reproduces(path):
+    from prunekit.catalog import describe
+    from prunekit.study.spec import load_study
+
+    study = load_study(path.stem, [])
+    assert study.cfg.arms and study.points and describe(path)

@@ -11,6 +11,8 @@ running the same command again continues where it stopped and runs only what is 
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from prunekit.errors import UserError
@@ -60,28 +62,29 @@ def _arguments(argv: list[str]) -> tuple[str, list[str], Path | None]:
     return argv[0], rest, out
 
 
-def _sweep(args: list[str]) -> None:
+def _sweep(args: list[str], again: str) -> None:
     from prunekit.cli import main as prunekit
 
     code = prunekit(args)
-    if code:
-        raise SystemExit(code)  # the sweep said what failed; the runs that finished are kept for the next try
+    if code:  # the sweep said what failed; the runs that finished are kept for the next try
+        print(f"prunekit: the study stopped; the same command continues it: {again}", file=sys.stderr)
+        raise SystemExit(code)
 
 
-def run_study(study: Study, out: Path) -> dict:
+def run_study(study: Study, out: Path, again: str = "") -> dict:
     """Run ``study`` into the folder ``out`` (search, choice, replicates) and write its results; returns
-    study.json's content."""
+    study.json's content. ``again`` is the command that continues it, for the message of a failed sweep."""
     check_runs(study)
     claim(out, study.name)
     cells: dict[str, dict] = {arm: {} for arm in study.cfg.arms}
     for arm in study.cfg.arms:
         for point in study.points:
-            _sweep(sweep_command(study, out, arm, point, search_overrides(study, arm)))
+            _sweep(sweep_command(study, out, arm, point, search_overrides(study, arm)), again)
             cell = search_cell(study, out, arm, point)
             cell.chosen = choose(study, cell)
             others = ",".join(str(seed) for seed in study.replicate_seeds[1:])
             if others:
-                _sweep(sweep_command(study, out, arm, point, [*overrides(cell.chosen), f"seed={others}"]))
+                _sweep(sweep_command(study, out, arm, point, [*overrides(cell.chosen), f"seed={others}"]), again)
             cell.runs = replicate_runs(study, out, arm, point, cell.chosen)
             cells[arm][point] = _complete(cell, arm)
     result = record(study, out, cells)
@@ -107,7 +110,11 @@ def _report(out: Path, runs: list[Path]) -> None:
 
 def main(argv: list[str]) -> int:
     """Run ``prunekit study`` with ``argv`` (the arguments after ``study``); returns the exit code."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: {USAGE}\n\n{__doc__.split(chr(10) + chr(10))[1]}")
+        return 0
     name, extra, out = _arguments(argv)
     study = load_study(name, extra)
-    run_study(study, out if out is not None else Path("studies") / study.name)
+    again = shlex.join(["prunekit", "study", *argv])
+    run_study(study, out if out is not None else Path("studies") / study.name, again)
     return 0

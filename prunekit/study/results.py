@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prunekit.errors import UserError
 from prunekit.report.formats import csv_text, markdown
-from prunekit.report.metrics import Estimate
+from prunekit.report.metrics import REPORTED, Estimate
 from prunekit.report.tables import SEEDS_NOTE, Table
 from prunekit.rundir import atomic_write_bytes
 from prunekit.study.runs import find_run, sweep_dir
@@ -71,7 +71,8 @@ def _stats(values: list[float]) -> dict:
 
 
 def _estimate(stats: dict, metric: str) -> Estimate:
-    scale, spec = (100.0, ".2f") if metric in PERCENT else (1.0, ".4g")
+    known = next((m for m in REPORTED if m.key == metric), None)  # prunekit report's units and format
+    scale, spec = (known.scale, known.spec) if known else (100.0, ".2f") if metric in PERCENT else (1.0, ".4g")
     std = stats["std"] * scale if stats["std"] is not None else None
     return Estimate(stats["mean"] * scale, std, stats["n"], spec)
 

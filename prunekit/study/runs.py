@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 from prunekit.config import config_dir, register_schemas
 from prunekit.data import check_available
@@ -65,8 +66,8 @@ def _compose(job: list[str], where: str):
         del cfg["hydra"]
     try:
         validate(cfg, frozenset(key_of(o) for o in job))
-    except UserError as err:
-        raise UserError(f"study: {where}: {err}") from err
+    except (UserError, OmegaConfBaseException) as err:  # e.g. a value left at ??? (mandatory)
+        raise UserError(f"study: {where}: {str(err).splitlines()[0]}") from err
     return cfg
 
 
