@@ -6,7 +6,6 @@ line.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from rich.console import Console
@@ -21,6 +20,7 @@ from prunekit.pruning.criteria import CRITERIA
 from prunekit.pruning.methods import METHODS
 from prunekit.pruning.schedules import SCHEDULES
 from prunekit.registry import plugin_config_dirs
+from prunekit.validation import constraints
 
 
 def describe(path: Path) -> str:
@@ -98,18 +98,13 @@ def options(group: str, name: str) -> list[tuple[str, str, str]]:
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="list"):
         node = compose("train", overrides=[f"{group}={name}"])[NODES[group]]
     schema = node._metadata.object_type
-    return [(f"{NODES[group]}.{key}", str(OmegaConf.to_container(node, resolve=True)[key]), _constraint(schema, key))
+    return [(f"{NODES[group]}.{key}", str(OmegaConf.to_container(node, resolve=True)[key]), _allowed(schema, key))
             for key in node if key != "name"]
 
 
-def _constraint(schema: type, key: str) -> str:
-    # A subclass that only changes a default keeps its base's range or choices (as validation reads them).
-    for kind in schema.__mro__:
-        fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
-        metadata = fields[key].metadata if key in fields else {}
-        if "choices" in metadata or "range" in metadata:
-            return ", ".join(metadata["choices"]) if "choices" in metadata else str(metadata["range"])
-    return ""
+def _allowed(schema: type, key: str) -> str:
+    metadata = constraints(schema, key)  # what validation checks, as it reads it
+    return ", ".join(metadata["choices"]) if "choices" in metadata else str(metadata.get("range", ""))
 
 
 def print_options(selection: str) -> None:

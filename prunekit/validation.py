@@ -28,11 +28,11 @@ def _schema_fields(node: DictConfig) -> dict[str, dataclasses.Field] | None:
     return {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
 
 
-def _constraints(node: DictConfig, key: str) -> dict:
-    """The range and choices declared for ``key`` by the node's dataclass or, where a subclass only changes the
+def constraints(schema: type, key: str) -> dict:
+    """The range and choices declared for ``key`` by the dataclass ``schema`` or, where a subclass only changes the
     default, by the nearest base class that declares them."""
     found: dict = {}
-    for kind in reversed(node._metadata.object_type.__mro__):
+    for kind in reversed(schema.__mro__):
         fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
         if key in fields:
             found.update(fields[key].metadata)
@@ -61,7 +61,7 @@ def check_schema(node: DictConfig, prefix: str = "") -> None:
             raise UserError(
                 f"{path} is not an option (was it added with +?); options there: {', '.join(fields)}"
             )
-        metadata = _constraints(node, key) if fields is not None else {}
+        metadata = constraints(node._metadata.object_type, key) if fields is not None else {}
         spec = metadata.get("range")
         value = node._get_node(key)
         if isinstance(value, DictConfig):
