@@ -108,6 +108,18 @@ class MethodConfig:
     # scarce-data setting: 10), or null for one pass over the training split. Recomputed at every pruning step.
     samples_per_class: Optional[int] = ranged(None, 1)
     score_batch_size: int = ranged(256, 1)  # reference samples per forward/backward pass while scoring
+    # Unit granularity: how the unit scores of the layers writing one coupled channel (a residual stream's
+    # convolutions) combine into the channel's score (prunekit/pruning/coupling.py), and the multiple every
+    # group's channel count is kept at (1: any count).
+    group_reduction: str = one_of("sum", "sum", "mean", "max")
+    round_to: int = ranged(1, 1)
+    # Instead of method.sparsity, prune to a cost (unit or input granularity): the compact network keeps at most
+    # this fraction of the dense FLOPs, or of the parameters (prunekit/pruning/budget.py) ...
+    target_flops: Optional[float] = ranged(None, 0.0, 1.0, low_open=True)
+    target_params: Optional[float] = ranged(None, 0.0, 1.0, low_open=True)
+    # ... or to explicit fractions per layer: {layer: fraction}, or a YAML file of that mapping (prunekit
+    # sensitivity writes one); a layer not named is not pruned.
+    layer_sparsity: Any = None
 
 
 @dataclass

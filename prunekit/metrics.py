@@ -28,6 +28,8 @@ Definitions (cited in results files, so stated exactly):
   i.e. its layer's FLOPs over the layer's weight count. A weight that reads a dead unit or feeds one costs
   nothing, as in a network without the dead units; after unit pruning this equals ``flops_compact`` (except
   for channels compaction keeps because a residual sum couples them).
+- ``flops_fraction`` = ``flops_effective / flops_dense`` and ``params_fraction`` = ``params_effective /
+  params_total``: what a budget (``method.target_flops``, ``method.target_params``) is measured by.
 - ``collapsed_layers``: the prunable layers without a single alive weight (the network is cut there).
 - ``classes_without_path``: the output indices that no input reaches through non-zero weights, i.e. the
   dead units of the last prunable layer (the classifier); such a class's logit is a constant.
@@ -123,7 +125,8 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
 
 def summary_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     """``params_total``, ``params_nonzero``, ``params_effective``, ``density``, ``flops_dense``,
-    ``flops_effective`` (numbers) and ``collapsed_layers``, ``classes_without_path`` (lists, see
+    ``flops_effective``, ``flops_fraction``, ``params_fraction`` (numbers) and ``collapsed_layers``,
+    ``classes_without_path`` (lists, see
     :func:`collapse`) of ``model`` for samples of ``input_shape``, as defined in the module docstring."""
     return measure(model, input_shape)[0]
 
@@ -148,4 +151,6 @@ def measure(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict, list[
         "flops_effective": sum(row["flops_effective"] for row in rows),
         **cut(model, reach),
     }
+    summary["flops_fraction"] = summary["flops_effective"] / max(summary["flops_dense"], 1)
+    summary["params_fraction"] = summary["params_effective"] / summary["params_total"]
     return summary, rows

@@ -78,10 +78,10 @@ class RunState:
     def replace_model(self, model: nn.Module, spec: ModelSpec) -> None:
         """Swap in another network (its masks already registered as buffers) and the spec that rebuilds it;
         the data view follows the network's inputs."""
-        self.model, self.spec, self.masks = model, spec, MaskSet(model)
         kept = spec.compaction.inputs_kept if spec.compaction is not None else None
-        first = self.masks.layers[self.masks.names[0]]
+        first = prunable_layers(model)[0][1]
         self.data = self.data.narrowed(kept, flattened=isinstance(first, nn.Linear))
+        self.model, self.spec, self.masks = model, spec, MaskSet(model, self.data.input_shape)
 
     def checkpoint(self) -> dict:
         """The part of last.pt that rebuilds this state (see :func:`restore`)."""

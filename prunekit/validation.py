@@ -81,11 +81,6 @@ def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
         raise UserError("nothing trains this network: train.epochs, prune.epochs and finetune.epochs are 0 and "
                         "neither model.weights nor model.pretrained gives it weights; add model.weights=PATH "
                         "(e.g. a run's checkpoints/dense.pt) or train it")
-    if cfg.schedule.initial_sparsity > cfg.method.sparsity:
-        raise UserError(
-            f"schedule.initial_sparsity={cfg.schedule.initial_sparsity} exceeds "
-            f"method.sparsity={cfg.method.sparsity}; it must be at most the target"
-        )
     if cfg.schedule.end < cfg.schedule.start:
         raise UserError(f"schedule.end={cfg.schedule.end} comes before schedule.start={cfg.schedule.start}")
     for stage in ("train", "finetune"):
@@ -100,6 +95,10 @@ def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
     weights.check_request(cfg.model)
     method_class = get_method_class(cfg.method.name)
     method_class.validate(cfg)
+    target = method_class.schedule_target(cfg.method)
+    if cfg.schedule.initial_sparsity > target:
+        raise UserError(f"schedule.initial_sparsity={cfg.schedule.initial_sparsity} exceeds the target the schedule "
+                        f"climbs to ({target:g} for method={cfg.method.name}); it must be at most the target")
     check_unused(cfg.method, method_class.unused_options(cfg.method), given)
 
 

@@ -92,6 +92,20 @@ def write_mnist(folder: Path, gz: bool, n_train: int = 40, n_test: int = 20, see
         write_idx(folder / (name + ".gz" if gz else name), np.asarray(array))
 
 
+def toy_images(n_per_class: int = 12, classes: int = 3, shape: tuple[int, ...] = (1, 6, 6)):
+    """A tiny image dataset held in memory as a DataView (what criteria that read samples take), every class
+    equally represented."""
+    from prunekit.data.dataset import Dataset, Split
+    from prunekit.data.view import DataView
+
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = torch.randint(0, 256, (len(y), *shape), generator=generator, dtype=torch.uint8)
+    split = Split(x, y)
+    return DataView(Dataset("toy", split, split, split, classes, shape, True, torch.full((shape[0],), 0.5),
+                            torch.full((shape[0],), 0.25), 0, False))
+
+
 def write_pickle(path: Path, obj) -> None:
     path.write_bytes(pickle.dumps(obj))
 

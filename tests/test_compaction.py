@@ -45,9 +45,9 @@ def networks():
     return built
 
 
-def _pruned(model, granularity, sparsity, scope):
+def _pruned(model, shape, granularity, sparsity, scope):
     model = copy.deepcopy(model)
-    masks = MaskSet(model)
+    masks = MaskSet(model, shape)
     cfg = OmegaConf.merge(OmegaConf.structured(MethodConfig),
                           {"name": "magnitude", "granularity": granularity, "scope": scope})
     get_method_class("magnitude")(cfg, model, masks, None, 0).prune(sparsity)
@@ -82,8 +82,9 @@ CASES = [pytest.param(family, sparsity, scope,
 @pytest.mark.parametrize("family, sparsity, scope", CASES,
                          ids=lambda v: f"{v[0]}-{v[1]}" if isinstance(v, tuple) else None)
 def test_compact_and_masked_networks_give_the_same_outputs(networks, family, sparsity, scope):
-    masked = _pruned(networks[family], "unit", sparsity, scope)
-    small, _ = _assert_same_outputs(masked, SHAPES[family[0]])
+    masked = _pruned(networks[family], SHAPES[family[0]], "unit", sparsity, scope)
+    small, spec = _assert_same_outputs(masked, SHAPES[family[0]])
+    assert spec.coupled_kept == 0  # unit masks remove whole coupled groups
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in masked.parameters())
     for name, layer in small.named_modules():  # what survived keeps its masks, which still cover it
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
@@ -92,7 +93,7 @@ def test_compact_and_masked_networks_give_the_same_outputs(networks, family, spa
 
 @pytest.mark.parametrize("family", [("mlp", None), ("vgg16", "small")], ids=["mlp", "vgg16-small"])
 def test_input_pruning_narrows_the_first_layer_and_the_data(networks, family):
-    masked = _pruned(networks[family], "input", 0.6, "global")
+    masked = _pruned(networks[family], SHAPES[family[0]], "input", 0.6, "global")
     small, spec = _assert_same_outputs(masked, SHAPES[family[0]])
     first = next(m for m in small.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
     assert spec.inputs_kept is not None and first.weight.shape[1] == len(spec.inputs_kept)
@@ -101,9 +102,21 @@ def test_input_pruning_narrows_the_first_layer_and_the_data(networks, family):
 
 
 def test_residual_streams_keep_the_union_and_count_it(networks):
-    masked = _pruned(networks[("resnet18", "small")], "unit", 0.5, "layer")
-    _, spec = _assert_same_outputs(masked, SHAPES["resnet18"])
-    assert spec.coupled_kept > 0  # per-layer masks of the convs writing one stream disagree
+    """Unit pruning removes whole streams, but masks edited by hand (or pruned weight by weight) can disagree:
+    channels one conv of a residual stream drops and another still writes are kept, and counted."""
+    masked = copy.deepcopy(networks[("resnet18", "small")])
+    masks = MaskSet(masked, SHAPES["resnet18"])
+    stream = next(group for group in masks.channel_groups() if len(group.producers) > 2)
+    writer = list(stream.producers)[-1]
+    dropped = stream.producers[writer][:5]  # that conv's units for five channels of the stream
+    norm = masks.batchnorms[writer]
+    for mask in (masks.layers[writer].weight_mask, norm.weight_mask, norm.bias_mask):
+        mask[dropped] = False
+    masks.refresh()
+    masks.apply()
+    small, spec = _assert_same_outputs(masked, SHAPES["resnet18"])
+    assert spec.coupled_kept == 5
+    assert sum(p.numel() for p in small.parameters()) == sum(p.numel() for p in masked.parameters())
 
 
 def test_mlp_units_without_inputs_are_folded_into_the_next_bias(networks):
@@ -118,7 +131,7 @@ def test_mlp_units_without_inputs_are_folded_into_the_next_bias(networks):
 @pytest.mark.slow
 def test_compact_rebuilds_from_its_spec_and_expands_back(networks):
     family = ("resnet18", "small")
-    masked = _pruned(networks[family], "unit", 0.5, "global")
+    masked = _pruned(networks[family], SHAPES["resnet18"], "unit", 0.5, "global")
     small, compaction = compact(masked, SHAPES["resnet18"], False)
     spec = ModelSpec(OmegaConf.to_container(_model_cfg(*family)), SHAPES["resnet18"], 10, compaction)
     rebuilt = spec.build(torch.device("cpu"))

@@ -7,26 +7,14 @@ from torch import nn
 
 from prunekit.config import MethodConfig, ScheduleConfig
 from prunekit.pruning.criteria.lrp import LRPConfig
-from prunekit.data.dataset import Dataset, Split
-from prunekit.data.view import DataView
 from prunekit.errors import UserError
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class
-from prunekit.pruning.method import normalised
+from prunekit.pruning.selection import normalised
 from prunekit.pruning.reference import reference_index
 from prunekit.pruning.schedules import ScheduledPruning, levels_without_training
 from prunekit.pruning.units import unit_outputs
-from tests.conftest import read_summary
-
-
-def _data(n_per_class=12, classes=3, shape=(1, 6, 6)):
-    """A tiny image dataset held in memory, every class equally represented."""
-    generator = torch.Generator().manual_seed(0)
-    y = torch.arange(classes).repeat_interleave(n_per_class)
-    x = torch.randint(0, 256, (len(y), *shape), generator=generator, dtype=torch.uint8)
-    split = Split(x, y)
-    return DataView(Dataset("toy", split, split, split, classes, shape, True, torch.full((shape[0],), 0.5),
-                            torch.full((shape[0],), 0.25), 0, False))
+from tests.conftest import read_summary, toy_images as _data
 
 
 def _cnn(widths=(6, 5, 7)):
@@ -45,7 +33,7 @@ def _cnn(widths=(6, 5, 7)):
 def _method(name, model, data, seed=0, **overrides):
     schema = LRPConfig if name == "lrp" else MethodConfig
     cfg = OmegaConf.merge(OmegaConf.structured(schema), {"name": name, "granularity": "unit", **overrides})
-    masks = MaskSet(model)
+    masks = MaskSet(model, data.dataset.input_shape)
     return get_method_class(name)(cfg, model, masks, data, seed), masks
 
 

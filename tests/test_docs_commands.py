@@ -118,6 +118,7 @@ def _compose_and_validate(jobs_: list[list[str]], monkeypatch) -> None:
     # The files the commands name (a dense.pt from an earlier step, a dataset folder) need not exist here:
     # what is checked is that every key and value is one prunekit accepts.
     monkeypatch.setattr("prunekit.models.weights.check_request", lambda model: None)
+    monkeypatch.setattr("prunekit.pruning.allocation.read_ratio_file", lambda path: {"features.0": 0.5})
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="train"):
         for job in jobs_:

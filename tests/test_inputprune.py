@@ -21,7 +21,7 @@ def _mlp():
 
 def _method(model, **overrides):
     cfg = OmegaConf.merge(OmegaConf.structured(InputPruneConfig), {"name": "inputprune", **overrides})
-    masks = MaskSet(model)
+    masks = MaskSet(model, (40,))
     return get_method_class("inputprune")(cfg, model, masks, None, 0), masks
 
 

@@ -165,10 +165,10 @@ def test_effective_flops_skip_the_non_zero_weights_of_dead_units(tiny_mlp):
     assert summary_metrics(net, (1, 8, 8))["flops_effective"] == 2 * 9 * 36 + 2 * 3 * 36
 
 
-def _magnitude_pruned(model: nn.Module, granularity: str, sparsity: float) -> nn.Module:
+def _magnitude_pruned(model: nn.Module, shape: tuple[int, ...], granularity: str, sparsity: float) -> nn.Module:
     cfg = OmegaConf.merge(OmegaConf.structured(MethodConfig),
                           {"name": "magnitude", "granularity": granularity, "scope": "layer"})
-    get_method_class("magnitude")(cfg, model, MaskSet(model), None, 0).prune(sparsity)
+    get_method_class("magnitude")(cfg, model, MaskSet(model, shape), None, 0).prune(sparsity)
     return model.eval()
 
 
@@ -178,7 +178,7 @@ def _magnitude_pruned(model: nn.Module, granularity: str, sparsity: float) -> nn
 ], ids=["mlp", "cnn"])
 def test_after_unit_pruning_effective_flops_are_the_compact_networks(cfg, shape):
     torch.manual_seed(0)
-    masked = _magnitude_pruned(build_model(OmegaConf.structured(cfg), shape, 10), "unit", 0.5)
+    masked = _magnitude_pruned(build_model(OmegaConf.structured(cfg), shape, 10), shape, "unit", 0.5)
     small, _ = compact(masked, shape, is_mlp(masked))
     s = summary_metrics(masked, shape)
     assert s["params_effective"] == sum(p.numel() for p in small.parameters())
@@ -188,7 +188,7 @@ def test_after_unit_pruning_effective_flops_are_the_compact_networks(cfg, shape)
 def test_after_weight_pruning_effective_flops_are_at_most_the_non_zero_share():
     torch.manual_seed(0)
     net = _magnitude_pruned(build_model(OmegaConf.structured(MLPConfig(name="mlp", hidden=[40, 20])), (1, 8, 8), 10),
-                            "weight", 0.97)
+                            (1, 8, 8), "weight", 0.97)
     summary, rows = measure(net, (1, 8, 8))
     non_zero_share = sum(row["flops"] * row["density"] for row in rows)
     assert summary["collapsed_layers"] == [] and any(row["effective"] < row["nonzero"] for row in rows)

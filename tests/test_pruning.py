@@ -29,9 +29,10 @@ def _convnet():
     )
 
 
-def _method(name, model, **overrides):
+def _method(name, model, input_shape=None, **overrides):
+    """``name`` on ``model``; unit pruning writes coupled groups, which need the ``input_shape`` of one sample."""
     cfg = OmegaConf.merge(OmegaConf.structured(MethodConfig), {"name": name, **overrides})
-    masks = MaskSet(model)
+    masks = MaskSet(model, input_shape)
     return get_method_class(name)(cfg, model, masks, None, 0), masks
 
 
@@ -89,7 +90,7 @@ def test_masks_stay_zero_through_sgd_with_momentum_and_weight_decay():
 
 def test_unit_pruning_removes_filter_bias_and_batchnorm_entry():
     model = _convnet()
-    method, masks = _method("magnitude", model, granularity="unit")
+    method, masks = _method("magnitude", model, (1, 5, 5), granularity="unit")
     method.prune(0.5)
     conv, bn = model[0], model[1]
     dead = ~conv.weight_mask.flatten(1).any(1)
@@ -185,10 +186,12 @@ def _weights_alive(masks):
 @pytest.mark.parametrize("min_keep, kept", [(1, {"1": 1, "3": 7}), (2, {"1": 2, "3": 6}), (0, {"1": 0, "3": 8})])
 def test_global_unit_pruning_keeps_each_layers_floor_and_the_exact_count(min_keep, kept):
     model = _narrow_first_layer_mlp()
-    method, masks = _method("magnitude", model, granularity="unit", scope="global", min_keep=min_keep)
+    method, masks = _method("magnitude", model, (40,), granularity="unit", scope="global", min_keep=min_keep)
     method.prune(0.75)  # 32 hidden units -> 8 kept; without a floor all of them are fc2's
-    assert _units_alive(masks) == kept
-    assert model[5].weight_mask.all()  # the classifier's units are the classes: never pruned
+    # counted by bias: once fc1 is gone, the 8 fc2 units it fed lose every input column (their weight rows)
+    assert {name: int(masks.layers[name].bias_mask.sum()) for name in kept} == kept
+    # the classifier's units are the classes: never pruned; it reads exactly fc2's kept units
+    assert model[5].bias_mask.all() and int(model[5].weight_mask.any(0).sum()) == kept["3"]
     expected = {"collapsed_layers": [], "classes_without_path": []} if min_keep else {
         "collapsed_layers": ["1", "3", "5"], "classes_without_path": [0, 1, 2]}
     assert collapse(model, (40,)) == expected
@@ -197,14 +200,14 @@ def test_global_unit_pruning_keeps_each_layers_floor_and_the_exact_count(min_kee
 def test_the_floor_reserves_a_layers_best_groups():
     model = _narrow_first_layer_mlp()
     norms = model[1].weight.detach().abs().sum(1)
-    method, masks = _method("magnitude", model, granularity="unit", scope="global", min_keep=2)
+    method, masks = _method("magnitude", model, (40,), granularity="unit", scope="global", min_keep=2)
     method.prune(0.75)
     assert torch.equal(masks.groups_alive("unit")["1"].nonzero().flatten(), norms.topk(2).indices.sort().values)
 
 
 def test_fractional_floor_counts_all_of_a_layers_groups_not_the_alive_ones():
     model = _narrow_first_layer_mlp()
-    method, masks = _method("magnitude", model, granularity="unit", scope="global", min_keep=0.25)
+    method, masks = _method("magnitude", model, (40,), granularity="unit", scope="global", min_keep=0.25)
     method.prune(0.5)  # 16 kept: every fc2 unit, and the best 8 of fc1 (above its floor of 6)
     assert _units_alive(masks) == {"1": 8, "3": 8}
     method.prune(0.75)  # 8 kept: fc1's floor is ceil(0.25 * 24) = 6 of its 24 units, not 2 of its 8 alive
@@ -239,7 +242,7 @@ def test_unit_pruning_keeps_every_conv_of_a_batchnorm_net_alive():
     model = _convnet()
     with torch.no_grad():
         model[0].weight.mul_(1e-3)  # the first conv's filters have the smallest L1 norms
-    method, masks = _method("magnitude", model, granularity="unit", scope="global")
+    method, masks = _method("magnitude", model, (1, 5, 5), granularity="unit", scope="global")
     method.prune(0.6)  # 10 filters -> 4 kept
     assert _units_alive(masks) == {"0": 1, "3": 3}
     assert int((model[1].weight != 0).sum()) == 1  # the kept filter keeps its BatchNorm entry

@@ -130,14 +130,15 @@ def test_unit_scores_leave_the_model_untouched(case):
 
 @pytest.mark.parametrize("composite", ["epsilon_plus", "zplus"])
 def test_pruned_filters_score_zero(case, composite):
-    _, model, x, y = case
+    name, model, x, y = case
     model = copy.deepcopy(model)
-    masks = MaskSet(model)
+    masks = MaskSet(model, SPECS[name][1])
     generator = torch.Generator().manual_seed(1)
     keep = {key: torch.rand(len(alive), generator=generator) < 0.5 for key, alive in masks.groups_alive("unit").items()}
     for kept in keep.values():
         kept[0] = True  # no layer dies completely
     masks.set_groups("unit", keep)
+    keep = masks.groups_alive("unit")  # a channel of a residual stream stays while one of its writers keeps it
     before = snapshot(model)
     scores = unit_relevance(model, [(x, y)], unit_outputs(model), composite)
     assert_untouched(model, before)

@@ -11,8 +11,9 @@ Only what provably changes no output is removed, whatever the method or granular
 
 torch-pruning's dependency graph finds what is coupled: a filter goes with its BatchNorm entry and the
 matching input channels of the next layers, and the convolutions that write one residual stream prune
-the same channels. Where their masks disagree the union is kept (a channel goes only if it is dead in
-every one of them), and the count of such channels is reported.
+the same channels. Unit pruning writes its masks to these groups whole (prunekit/pruning/coupling.py), so
+they agree; where masks disagree all the same (weight pruning, or weights edited by hand) the union is kept (a
+channel goes only if it is dead in every one of them), and the count of such channels is reported.
 
 The compact model is rebuilt from a fresh one by replaying torch-pruning's pruning history, so a
 checkpoint holds plain tensors, lists and numbers: no pickled classes. The spec also records, per

@@ -149,3 +149,13 @@ def select_groups(
         quotas = _layer_quotas(alive, sparsity, min_keep)
         return {n: top_k(scores[n].flatten(), a.flatten(), quotas[n]).view_as(a) for n, a in alive.items()}
     return select_top(scores, alive, round((1 - sparsity) * sum(a.numel() for a in alive.values())), min_keep)
+
+
+def normalised(scores: dict[str, torch.Tensor], how: str) -> dict[str, torch.Tensor]:
+    """Each layer's scores divided by their L2 norm (``l2``) or their sum (``sum``), or as they are (``none``):
+    criteria whose scale differs between layers are ranked globally on a common footing this way."""
+    if how == "none":
+        return scores
+    norm = (lambda s: s.norm()) if how == "l2" else (lambda s: s.sum())
+    # A layer whose scores are all zero stays all zero rather than turning into NaNs.
+    return {name: s / norm(s).clamp_min(torch.finfo(s.dtype).tiny) for name, s in scores.items()}

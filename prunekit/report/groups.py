@@ -20,7 +20,8 @@ MODEL = "model.name"
 METHOD = "method.name"
 SPARSITY = "method.sparsity"
 # The names a user types for the keys most reports are about.
-ALIASES = {"method": METHOD, "dataset": DATASET, "model": MODEL, "sparsity": SPARSITY}
+ALIASES = {"method": METHOD, "dataset": DATASET, "model": MODEL, "sparsity": SPARSITY,
+           "target_flops": "method.target_flops", "target_params": "method.target_params"}
 HEADLINE_KEYS = (DATASET, MODEL, METHOD, SPARSITY)  # what a table is labelled by when no key varies
 ABSENT = object()  # the value of a key a run does not hold (not the same as a null value)
 TIMED = "latency"  # the summary.json numbers that are timings start with this

@@ -64,6 +64,9 @@ REPORTED = (
     Metric("params_compact", "params_compact", 1.0, ",.0f"),
     FLOPS_EFFECTIVE,
     FLOPS_COMPACT,
+    # the fractions a budget (method.target_flops, method.target_params) is met by
+    Metric("flops_fraction", "flops_fraction", 1.0, ".4f"),
+    Metric("params_fraction", "params_fraction", 1.0, ".4f"),
     Metric("latency_ratio", "latency_ratio (compact/dense)", 1.0, ".3f"),
 )
 

@@ -27,9 +27,10 @@ from prunekit.config import FRACTION, MethodConfig, one_of, ranged
 from prunekit.errors import UserError
 from prunekit.pruning.clusters import feature_clusters
 from prunekit.pruning.hessian import hessian_diagonal
-from prunekit.pruning.method import PruningMethod, normalised
+from prunekit.pruning.method import PruningMethod
 from prunekit.pruning.methods import register_method
 from prunekit.pruning.modules import select_modular, weight_modules
+from prunekit.pruning.selection import normalised
 
 _HESSIAN_STREAM = 6_007  # keeps the Hessian batches and probes apart from other seeded streams of the run
 
@@ -69,6 +70,7 @@ class Crespr(PruningMethod):
     """K modules fed by input-feature clusters, pruned inside by |w| or OBD (reading of CRESPR)."""
 
     granularities = ("weight",)
+    allocates = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -80,7 +82,9 @@ class Crespr(PruningMethod):
 
     @classmethod
     def unused_options(cls, cfg: DictConfig) -> dict[str, str]:
-        unused = {"samples_per_class": "method=crespr estimates the Hessian on random training batches"}
+        unused = {**super().unused_options(cfg),
+                  "samples_per_class": "method=crespr estimates the Hessian on random training batches"}
+        del unused["score_batch_size"]  # the Hessian's batches
         if cfg.criterion == "magnitude":
             why = "method.criterion=magnitude estimates no Hessian"
             unused.update(dict.fromkeys(("score_batch_size", "hessian", "hessian_batches", "hessian_probes"), why))

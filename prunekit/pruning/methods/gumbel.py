@@ -61,6 +61,7 @@ class Gumbel(PruningMethod):
     """Straight-through Gumbel-Softmax gate per weight, trained with the weights; exact final top-k."""
 
     granularities = ("weight",)
+    allocates = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -23,10 +23,10 @@ from torch import nn
 from prunekit.config import FRACTION, MethodConfig, ranged
 from prunekit.errors import UserError
 from prunekit.layers import group_norms
-from prunekit.pruning.method import PruningMethod, normalised
+from prunekit.pruning.method import PruningMethod
 from prunekit.pruning.methods import register_method
 from prunekit.pruning.masks import MaskSet
-from prunekit.pruning.selection import check_floors, resolved_scope, select_groups
+from prunekit.pruning.selection import check_floors
 
 
 @dataclass
@@ -48,6 +48,7 @@ class InputPrune(PruningMethod):
     """Group lasso on input features (and units), exact top-k on group norms; inputs leave the data."""
 
     granularities = ("input",)
+    allocates = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -96,9 +97,6 @@ class InputPrune(PruningMethod):
             alive = self.masks.groups_alive(granularity)
             if target == 0 or not alive:
                 continue
-            scores = normalised({name: group_norms(self.masks.layers[name].weight.detach(), dim) for name in alive},
-                                self.cfg.normalize)
-            keep = select_groups(scores, alive, share * target, resolved_scope(self.cfg.scope, granularity),
-                                 self.cfg.min_keep)
-            self.masks.set_groups(granularity, keep)
+            scores = {name: group_norms(self.masks.layers[name].weight.detach(), dim) for name in alive}
+            self.allocation.prune(granularity, scores, share * target)
 
