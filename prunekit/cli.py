@@ -30,6 +30,9 @@ commands:
   report DIR [DIR ...]     tables (md, csv, tex) and figures over the runs below the folders, seeds as
                            replicates, the paper's numbers beside ours; --rows/--cols/--metric pivot, --out
   explain RUN_DIR          rebuild a run's interpretability figures from its checkpoint (MLP models)
+  sensitivity RUN_DIR [--target-flops F | --target-params P] [--ratios R,...] [--out DIR]
+                           prune each channel group of a run's dense network alone at several ratios, measure
+                           validation accuracy; with a budget, write per-group ratios for method.layer_sparsity
 
 Add debug=true (or set PRUNEKIT_DEBUG=1) to see the traceback behind an error."""
 
@@ -140,7 +143,11 @@ def _dispatch(argv: list[str], debug: bool) -> int:
         from prunekit.study import main as study
 
         return study(rest)
-    raise UserError(f"unknown command {command!r}; choose one of: train, study, list, report, explain "
+    if command == "sensitivity":
+        from prunekit.sensitivity import main as sensitivity
+
+        return sensitivity(rest)
+    raise UserError(f"unknown command {command!r}; choose one of: train, study, list, report, explain, sensitivity "
                     "(prunekit --help)")
 
 
