@@ -10,7 +10,7 @@ from conftest import load_script
 from prunekit import latency
 
 LAST_LINE = re.compile(r"compact_speedup_vgg16=(\d+\.\d{2})x compact_speedup_resnet18=(\d+\.\d{2})x "
-                       r"max_abs_diff=(\d\.\de[+-]\d+)")
+                       r"compact_speedup_resnet18_filters=(\d+\.\d{2})x max_abs_diff=(\d\.\de[+-]\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,11 @@ def test_last_line_and_outputs_match(bench, capsys, monkeypatch):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     match = LAST_LINE.fullmatch(last)
     assert match, last
-    assert float(match.group(3)) <= 1e-4
+    assert float(match.group(4)) <= 1e-4
     for row in rows.values():
         assert row["max_abs_diff"] <= 1e-4
         assert row["params_compact"] < row["params_dense"]
         assert row["flops_compact"] < row["flops_dense"]
-    assert rows["vgg16"]["coupled_kept"] == 0  # no residual stream: every masked filter goes
+    # masks written by coupled groups: compaction removes every masked channel, residual streams included
+    assert all(row["coupled_kept"] == 0 for row in rows.values())
+    assert rows["resnet18"]["flops_compact"] <= 0.5 * rows["resnet18"]["flops_dense"]

@@ -104,3 +104,23 @@ def test_a_learning_rate_cycle_needs_a_stepped_schedule(cli, tmp_path):
     code, _, err = cli("train", "prune.lr_schedule=cycle", "schedule=iterative", "schedule.steps=2", *QUICK,
                        "hydra.run.dir=r")
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_the_schedule_scores_the_masked_network_as_it_is(cli, monkeypatch):
+    """Momentum keeps moving a pruned weight at every step until the masks re-zero it: a pruning step that scored
+    before that would see weights and units that the masked network does not have."""
+    from prunekit.pruning.criteria import ScoredPruning
+
+    seen = []
+    scores = ScoredPruning.scores
+
+    def checked(self):
+        seen.append(all(bool((layer.weight[~layer.weight_mask] == 0).all()) for layer in self.masks.layers.values()))
+        return scores(self)
+
+    monkeypatch.setattr(ScoredPruning, "scores", checked)
+    code, _, err = cli("train", "method=taylor", "prune.epochs=2", "schedule.frequency=2", "train.epochs=1",
+                       "finetune.epochs=0", "figures=false", "latency=false", "hydra.run.dir=run")
+    assert code == 0, err
+    assert len(seen) > 2 and all(seen)

@@ -65,13 +65,14 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
     if resume and resume.get("scaler") is not None:  # fp16 only (and absent from last.pt files older than it)
         accelerated.scaler.load_state_dict(resume["scaler"])
     step = start_epoch * steps_per_epoch
-    hooks = list(hooks)
+    # The masks follow the method's hooks, to re-zero whatever the step and those hooks moved (momentum keeps
+    # moving a pruned weight), and precede the pruner, which must score the masked network as it is.
+    hooks = [*hooks, state.masks]
     if make_pruner is not None:
         pruner = make_pruner(total, step)
         if start_epoch == 0:
             pruner.start()
         hooks.append(pruner)
-    hooks.append(state.masks)  # masks last: they re-zero whatever the other hooks touched
     with run.console.stage(stage, opt_cfg.epochs, start_epoch):
         for epoch in range(start_epoch, opt_cfg.epochs):
             began = time.perf_counter()
