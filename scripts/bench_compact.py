@@ -5,14 +5,16 @@
     python scripts/bench_compact.py --device cuda
 
 For VGG16-small and ResNet18-small (``model.variant=small``: 32x32 RGB inputs, 10 classes), built with
-prunekit's ``build_model``:
+prunekit's ``build_model``, three cases: each network with half of its filters pruned, and ResNet18-small pruned
+to half of its FLOPs (``method.target_flops=0.5``):
 
 1. the dense network gets non-trivial BatchNorm running statistics from a few forward passes in train mode
    on random data (with the default mean 0 / variance 1 a pruned channel's BatchNorm would emit 0 anyway,
    and the output comparison below would be trivially exact);
 2. a copy is pruned as the pipeline prunes it: a ``MaskSet`` and the ``magnitude`` method at unit
-   granularity, scope ``layer``, removing 50% of the filters of every convolution (the classifier's units
-   are the classes and are never pruned);
+   granularity, scope ``layer``, by coupled groups (the convolutions writing one residual stream lose the same
+   channels), removing 50% of the channels of every group, or the same fraction of every group until the
+   network keeps at most half of the dense FLOPs (the classifier's units are the classes and are never pruned);
 3. ``prunekit.pruning.compaction.compact`` turns the masked copy into a physically smaller network.
 
 Timing: one forward pass of a random batch in eval mode under ``torch.inference_mode``, measured with
@@ -25,11 +27,13 @@ on the machine hits both. "dense" is the same architecture unpruned, with the sa
 one random batch, in eval mode; it should be float32 rounding noise (about 1e-6). FLOPs are
 ``prunekit.metrics.flops_per_layer`` for one sample (prunable layers only, a multiply-add counts 2).
 ``coupled kept`` is ``CompactSpec.coupled_kept``: channels the masks pruned but compaction had to keep
-because another convolution writing the same residual stream still uses them (always 0 for VGG).
+because another convolution writing the same residual stream still uses them (0 when masks follow the coupled
+groups).
 
-The last line printed is exactly
-``compact_speedup_vgg16=<x>x compact_speedup_resnet18=<y>x max_abs_diff=<d>``, speedups being the paired dense
-over compact ratios above and ``d`` the larger of the two models' differences. On a busy machine torch's
+The last line printed is exactly ``compact_speedup_vgg16=<x>x compact_speedup_resnet18=<y>x
+compact_speedup_resnet18_filters=<z>x max_abs_diff=<d>``: VGG16-small at half its filters, ResNet18-small at
+half its FLOPs and at half its filters, speedups being the paired dense over compact ratios above and ``d`` the
+largest of the output differences. On a busy machine torch's
 multi-threaded kernels stall; compare the load average printed with the table, and "unstable" (any spread
 above ``prunekit.latency.UNSTABLE_SPREAD`` times its median).
 """
@@ -58,10 +62,11 @@ from prunekit.pruning.compaction import compact
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.methods import get_method_class
 
-MODEL_NAMES = ("vgg16", "resnet18")
 INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
-SPARSITY = 0.5  # of the filters of every convolution
+# case -> (model, what the pruning aims at): half of every group's filters, or half of the dense FLOPs
+CASES = {"vgg16": ("vgg16", {"sparsity": 0.5}), "resnet18": ("resnet18", {"target_flops": 0.5}),
+         "resnet18_filters": ("resnet18", {"sparsity": 0.5})}
 SETTLE_BATCHES = 3  # train-mode passes that move BatchNorm's running statistics away from 0 / 1
 SEED = 0
 
@@ -80,13 +85,15 @@ def dense_network(name: str, device: torch.device) -> nn.Module:
     return model.eval()
 
 
-def prune_filters(dense: nn.Module) -> nn.Module:
-    """A copy of ``dense`` with ``SPARSITY`` of every convolution's filters masked, as the pruning stage does it."""
+def prune_filters(dense: nn.Module, target: dict) -> nn.Module:
+    """A copy of ``dense`` with its filters masked by coupled groups as the pruning stage does it, to ``target``
+    (``sparsity`` or ``target_flops``)."""
     masked = copy.deepcopy(dense)
-    masks = MaskSet(masked)
-    cfg = OmegaConf.structured(MethodConfig(name="magnitude", sparsity=SPARSITY, granularity="unit", scope="layer"))
+    masks = MaskSet(masked, INPUT_SHAPE)
+    cfg = OmegaConf.structured(MethodConfig(name="magnitude", granularity="unit", scope="layer", **target))
+    method = get_method_class("magnitude")
     # magnitude scores read the weights only: no data needed
-    get_method_class("magnitude")(cfg, masked, masks, None, SEED).prune(SPARSITY)
+    method(cfg, masked, masks, None, SEED).prune(method.schedule_target(cfg))
     return masked
 
 
@@ -102,16 +109,17 @@ def conv_channels(model: nn.Module) -> int:
     return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
-def measure(name: str, batch: int, device: torch.device) -> dict:
-    """Dense and compact figures of one architecture (see the module docstring)."""
+def measure(case: str, batch: int, device: torch.device) -> dict:
+    """Dense and compact figures of one case (see the module docstring)."""
+    name, target = CASES[case]
     dense = dense_network(name, device)
-    masked = prune_filters(dense)
+    masked = prune_filters(dense, target)
     compacted, spec = compact(masked, INPUT_SHAPE, is_mlp(masked))
     compacted = compacted.to(device).eval()
     latency = latency_table({"dense": (dense, INPUT_SHAPE), "compact": (compacted, INPUT_SHAPE)}, [batch], device)
     ms, spread, key = latency.medians(), latency.iqrs(), f"b{batch}"
     return {
-        "model": name,
+        "model": case, "target": ", ".join(f"{k}={v}" for k, v in target.items()),
         "dense_ms": ms["dense"][key], "compact_ms": ms["compact"][key],
         "dense_iqr_ms": spread["dense"][key], "compact_iqr_ms": spread["compact"][key],
         "speedup": latency.ratio("dense", "compact", key), "unstable": latency.unstable(),
@@ -126,10 +134,10 @@ def measure(name: str, batch: int, device: torch.device) -> dict:
 
 
 def summary_line(rows: dict[str, dict]) -> str:
-    """The last line: both speedups and the worse of the two output differences."""
+    """The last line: every case's speedup and the worst output difference."""
     worst = max(row["max_abs_diff"] for row in rows.values())
-    return (f"compact_speedup_vgg16={rows['vgg16']['speedup']:.2f}x "
-            f"compact_speedup_resnet18={rows['resnet18']['speedup']:.2f}x max_abs_diff={worst:.1e}")
+    speedups = " ".join(f"compact_speedup_{case}={row['speedup']:.2f}x" for case, row in rows.items())
+    return f"{speedups} max_abs_diff={worst:.1e}"
 
 
 def render(rows: dict[str, dict], title: str, console: Console) -> None:
@@ -138,14 +146,14 @@ def render(rows: dict[str, dict], title: str, console: Console) -> None:
     for column in ("model", "dense ms", "compact ms", "speedup", "params dense/compact", "FLOPs dense/compact"):
         timing.add_column(column, justify="left" if column == "model" else "right")
     kept = Table(title="what compaction kept", title_justify="left")
-    for column in ("model", "conv channels", "coupled kept", "max |diff|"):
+    for column in ("model", "pruned to", "conv channels", "coupled kept", "max |diff|"):
         kept.add_column(column, justify="left" if column == "model" else "right")
     for r in rows.values():
         timing.add_row(r["model"], f"{r['dense_ms']:.1f}", f"{r['compact_ms']:.1f}",
                        f"[bold]{r['speedup']:.2f}x[/bold]",
                        f"{r['params_dense'] / 1e6:.2f}M / {r['params_compact'] / 1e6:.2f}M",
                        f"{r['flops_dense'] / 1e6:.0f}M / {r['flops_compact'] / 1e6:.0f}M")
-        kept.add_row(r["model"], f"{r['channels_dense']} -> {r['channels_compact']}", str(r["coupled_kept"]),
+        kept.add_row(r["model"], r["target"], f"{r['channels_dense']} -> {r['channels_compact']}", str(r["coupled_kept"]),
                      f"{r['max_abs_diff']:.1e}")
     console.print(timing)
     console.print(kept)
@@ -163,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     args = parse_args(argv)
     device = resolve_device(args.device)
     load_before = os.getloadavg()[0]
-    rows = {name: measure(name, args.batch, device) for name in MODEL_NAMES}
+    rows = {case: measure(case, args.batch, device) for case in CASES}
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU(s)"
-    render(rows, f"compaction at {SPARSITY:.0%} of the filters (magnitude, unit, per layer), batch {args.batch}, "
+    render(rows, f"compaction after pruning by coupled groups (magnitude, unit, per layer), batch {args.batch}, "
                  f"{device} ({hardware})", Console())
     spreads = ", ".join(f"{r['model']} {r['dense_iqr_ms']:.1f} / {r['compact_iqr_ms']:.1f}" for r in rows.values())
     unstable = any(r["unstable"] for r in rows.values())
