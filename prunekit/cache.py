@@ -30,6 +30,7 @@ from prunekit.errors import file_errors, warn
 from prunekit.models import weights
 
 DENSE_CACHE = "dense_cache"  # the checkpoint kind of an entry
+REWIND_CACHE = "rewind_cache"  # of an entry holding the weights at a rewind point (prunekit/stages/rewind.py)
 
 # How the device computes (prunekit/acceleration.py): each option with its schema default.
 DEVICE_OPTIONS = {field.name: field.default for field in dataclasses.fields(TrainConfig)
@@ -63,12 +64,13 @@ def dense_key(cfg: DictConfig, device: torch.device, data_fingerprint: str) -> s
 
 
 class DenseCache:
-    """Files ``<cache_dir>/<key>.pt`` holding a dense state_dict and its evaluation."""
+    """Files ``<cache_dir>/<key>.pt`` holding a dense state_dict and its evaluation (or, of ``kind`` rewind_cache,
+    the weights at a step of that training and the step)."""
 
-    def __init__(self, cache_dir: str, key: str):
+    def __init__(self, cache_dir: str, key: str, kind: str = DENSE_CACHE):
         self.dir = Path(cache_dir).expanduser()
         self.path = self.dir / f"{key}.pt"
-        self.key = key
+        self.key, self.kind = key, kind
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -89,14 +91,14 @@ class DenseCache:
         if not self.path.exists():
             return None
         try:
-            entry = checkpoints.read(self.path, DENSE_CACHE, device)
+            entry = checkpoints.read(self.path, self.kind, device)
         except CheckpointError as err:
             self.set_aside(err.why)
             return None
         except Exception as err:  # noqa: BLE001 - whatever the damage, the cure is to train again
             self.set_aside(f"cannot be read ({type(err).__name__})")
             return None
-        if not all(isinstance(entry[k], dict) for k in checkpoints.KEYS[DENSE_CACHE]):
+        if not isinstance(entry["model"], dict) or not isinstance(entry.get("metrics", {}), dict):
             self.set_aside("does not hold a dense model and its metrics")
             return None
         return entry
@@ -109,4 +111,4 @@ class DenseCache:
 
     def store(self, entry: dict) -> None:
         """Write ``entry`` ({"model": state_dict, "metrics": {...}}) as this key's entry."""
-        checkpoints.save(self.path, DENSE_CACHE, **entry)
+        checkpoints.save(self.path, self.kind, **entry)

@@ -35,6 +35,7 @@ FORMAT = 1  # of the key scheme: raise it when a kind's keys change, so that old
 KEYS = {
     "last": ("stage", "epoch", "done", "state", "optimizer", "scaler", "config", "log_length", "rng"),
     "dense_cache": ("model", "metrics"),
+    "rewind_cache": ("model", "step"),  # the weights after that many steps of a cached dense training
     "pruned": ("model", "spec", "config", "input_shape", "num_classes"),
     "compact": ("model", "spec", "dataset"),
 }

@@ -120,6 +120,9 @@ class MethodConfig:
     # ... or to explicit fractions per layer: {layer: fraction}, or a YAML file of that mapping (prunekit
     # sensitivity writes one); a layer not named is not pruned.
     layer_sparsity: Any = None
+    # Weight granularity: N:M sparsity instead of method.sparsity, e.g. 2:4 keeps 2 of every 4 consecutive weights
+    # of a row (prunekit/pruning/patterns.py)
+    pattern: Optional[str] = None
 
 
 @dataclass
@@ -145,6 +148,23 @@ class OptimConfig:
 
 
 @dataclass
+class PruneStageConfig(OptimConfig):
+    # After every pruning step (prunekit/stages/rewind.py): none keeps training the weights as they are; weights
+    # puts the surviving weights back to their values after prune.rewind_iteration optimiser steps of the dense
+    # training (a lottery ticket; 0 is the initialisation) and the learning-rate schedule starts over; lr keeps
+    # the weights and starts the learning-rate schedule over (learning-rate rewinding)
+    rewind: str = one_of("none", "none", "weights", "lr")
+    rewind_iteration: int = ranged(0, 0)
+
+
+@dataclass
+class FinetuneStageConfig(OptimConfig):
+    # Re-initialise the surviving weights at random before fine-tuning (the lottery-ticket paper's control: the
+    # same masks, fresh weights)
+    reinit: bool = False
+
+
+@dataclass
 class CudnnConfig:
     # CUDA only: time cuDNN's convolution algorithms per input shape and keep the fastest (off if deterministic)
     benchmark: bool = True
@@ -157,8 +177,8 @@ class TrainConfig:
     method: Any = MISSING
     schedule: Any = MISSING
     train: OptimConfig = field(default_factory=OptimConfig)
-    prune: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=5, lr=0.01))
-    finetune: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=3, lr=0.01))
+    prune: PruneStageConfig = field(default_factory=lambda: PruneStageConfig(epochs=5, lr=0.01))
+    finetune: FinetuneStageConfig = field(default_factory=lambda: FinetuneStageConfig(epochs=3, lr=0.01))
     seed: int = ranged(0, 0)
     device: str = one_of("auto", "auto", "cpu", "cuda")
     resume: bool = False

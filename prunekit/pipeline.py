@@ -20,6 +20,7 @@ from prunekit.models.weights import start_from
 from prunekit.pruning.methods import get_method_class
 from prunekit.rundir import SUMMARY, RunDir
 from prunekit.stages import stages_for
+from prunekit.stages.rewind import check_rewind
 from prunekit.state import ModelSpec, RunState
 
 _IGNORED_ON_RESUME = ("resume", "debug")  # keys that may differ between a run and its resumption
@@ -106,6 +107,7 @@ class Run:
         state = RunState(spec, model, None, data)
         state.replace_model(model, spec)
         get_method_class(self.cfg.method.name).check_network(self.cfg.method, state.masks)
+        check_rewind(self.cfg, self.cfg.train.epochs * data.num_batches("train", self.cfg.train.batch_size))
         return state
 
     def _restored_state(self, resume: dict, data: DataView) -> RunState:

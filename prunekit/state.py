@@ -65,6 +65,7 @@ class RunState:
     measured: dict = field(default_factory=dict)  # summary entries that stages measured on the way
     layers: list = field(default_factory=list)  # layers.csv rows of the masked network as pruned
     prunable_weights: int = 0  # weights of the prunable layers of the original network (0: count them now)
+    rewind: dict | None = None  # the weights pruning rewinds to (prune.rewind=weights), masks excluded
 
     def __post_init__(self) -> None:
         if not self.prunable_weights:
@@ -88,7 +89,8 @@ class RunState:
         return {"spec": self.spec.to_dict(), "model": self.model.state_dict(),
                 "method": self.method.state_dict() if self.method is not None else None,
                 "dense_metrics": self.dense_metrics, "dense_hit": self.dense_hit, "seconds": self.seconds,
-                "measured": self.measured, "layers": self.layers, "prunable_weights": self.prunable_weights}
+                "measured": self.measured, "layers": self.layers, "prunable_weights": self.prunable_weights,
+                "rewind": self.rewind}
 
     @classmethod
     def restore(cls, saved: dict, data: DataView, device: torch.device) -> RunState:
@@ -98,6 +100,7 @@ class RunState:
         model.load_state_dict(saved["model"])
         state = cls(spec, model, None, data, dense_metrics=saved["dense_metrics"],
                     dense_hit=saved["dense_hit"], seconds=dict(saved["seconds"]), measured=dict(saved["measured"]),
-                    layers=list(saved["layers"]), prunable_weights=saved["prunable_weights"])
+                    layers=list(saved["layers"]), prunable_weights=saved["prunable_weights"],
+                    rewind=saved.get("rewind"))
         state.replace_model(model, spec)
         return state

@@ -92,6 +92,9 @@ def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
             f"prune.lr_schedule=cycle starts the learning rate over at each pruning step, but schedule="
             f"{cfg.schedule.name} prunes a little at every update; use schedule=iterative (or one_shot)"
         )
+    if cfg.prune.rewind != "none" and not SCHEDULES.get(cfg.schedule.name).extra["stepped"]:
+        raise UserError(f"prune.rewind={cfg.prune.rewind} starts training over after every pruning step, but schedule="
+                        f"{cfg.schedule.name} prunes a little at every update; use schedule=imp, iterative or one_shot")
     weights.check_request(cfg.model)
     method_class = get_method_class(cfg.method.name)
     method_class.validate(cfg)

@@ -11,7 +11,8 @@ them by one of three allocations, chosen by the method config:
   ``prunekit sensitivity`` writes); every layer moves the same share of the way to its own fraction, and a layer
   not named keeps all of its candidates.
 
-``method.round_to=N`` keeps every group's channel count at a multiple of N.
+``method.round_to=N`` keeps every group's channel count at a multiple of N; ``method.pattern=N:M`` (weights) keeps
+the best N of every M consecutive weights of a row instead of any of the three (patterns.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from prunekit.errors import UserError
 from prunekit.pruning.budget import Bucket, CostModel, blocks, keep_to_budget
 from prunekit.pruning.coupling import group_scores
 from prunekit.pruning.masks import MaskSet
+from prunekit.pruning.patterns import n_of_m, pattern_of
 from prunekit.pruning.selection import layer_floor, normalised, resolved_scope, select_groups, top_k
 
 
@@ -66,7 +68,7 @@ class Allocation:
 
     def __init__(self, cfg: DictConfig, masks: MaskSet):
         self.cfg, self.masks = cfg, masks
-        self.budget = budget(cfg)
+        self.budget, self.pattern = budget(cfg), pattern_of(cfg)
         self.cost = CostModel(masks, self.budget[0]) if self.budget is not None else None
         ratios = layer_ratios(cfg)
         self.ratios = self.bucket_ratios(ratios) if ratios is not None else None
@@ -134,7 +136,9 @@ class Allocation:
         alive, mapped = self.candidates(granularity, scores)
         mapped = normalised(mapped, self.cfg.normalize)
         scope = resolved_scope(self.cfg.scope, granularity)
-        if self.budget is not None:
+        if self.pattern is not None:
+            keep = {k: n_of_m(mapped[k], a, self.pattern) for k, a in alive.items()}
+        elif self.budget is not None:
             order = blocks(mapped, alive, self.floors(alive, granularity), scope,
                            self.cfg.round_to if granularity == "unit" else 1)
             keep = keep_to_budget(self.cost, self.masks, self.buckets(granularity), alive, order, 1 - level)

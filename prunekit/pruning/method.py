@@ -21,6 +21,7 @@ from prunekit.engine import TrainHook
 from prunekit.errors import UserError
 from prunekit.pruning.allocation import Allocation, budget, layer_ratios
 from prunekit.pruning.masks import MaskSet
+from prunekit.pruning.patterns import check_pattern, pattern_of
 from prunekit.pruning.selection import check_floors
 
 GRANULARITIES = ("weight", "unit", "input")
@@ -56,6 +57,9 @@ class PruningMethod(TrainHook):
             raise UserError(f"{chosen[0]} prunes to a cost by removing channels or input features; it needs "
                             "method.granularity=unit or input (at weight granularity give method.sparsity)")
         layer_ratios(method)  # a file that cannot be read is refused here
+        if pattern_of(method) is not None and (method.granularity != "weight" or chosen):
+            raise UserError(f"method.pattern={method.pattern} is a pattern of weights: it needs method.granularity="
+                            f"weight and no {' or '.join(chosen) or 'other target'}")
 
     @classmethod
     def unused_options(cls, cfg: DictConfig) -> dict[str, str]:
@@ -74,6 +78,9 @@ class PruningMethod(TrainHook):
         chosen = [key for key in ("target_flops", "target_params", "layer_sparsity") if cfg.get(key) is not None]
         if chosen and cls.allocates:
             unused["sparsity"] = f"method.{chosen[0]} says how much to prune"
+        if pattern_of(cfg) is not None:
+            why = f"method.pattern={cfg.pattern} keeps N of every M weights of each row"
+            unused.update(sparsity=why, scope=why)
         return unused
 
     @classmethod
@@ -81,7 +88,9 @@ class PruningMethod(TrainHook):
         """Raise UserError when the method config ``cfg`` cannot be honoured on the network built for the data
         (``masks``: its prunable layers); called before the first stage, when the network's shapes are known."""
         allocation = Allocation(cfg, masks)  # names in method.layer_sparsity are checked here
-        if allocation.budget is not None:
+        if allocation.pattern is not None:
+            check_pattern(allocation.pattern, masks.layers)
+        elif allocation.budget is not None:
             allocation.check_reachable()
         elif allocation.ratios is None:
             check_floors(allocation.candidates(cfg.granularity)[0], cfg.sparsity, cfg.min_keep,
@@ -91,7 +100,9 @@ class PruningMethod(TrainHook):
     def schedule_target(cls, cfg: DictConfig) -> float:
         """The level the schedule raises ``prune(level)`` to, for the method config ``cfg``: the sparsity, the
         fraction of the dense cost a budget removes, or the largest fraction of ``method.layer_sparsity``."""
-        cost, ratios = budget(cfg), layer_ratios(cfg)
+        cost, ratios, pattern = budget(cfg), layer_ratios(cfg), pattern_of(cfg)
+        if pattern is not None:
+            return pattern.sparsity
         if cost is not None:
             return 1 - cost[1]
         if ratios is not None:
@@ -101,8 +112,10 @@ class PruningMethod(TrainHook):
     @classmethod
     def summary_entries(cls, cfg: DictConfig) -> dict:
         """What the method (config node ``cfg``) aimed at, for summary.json: the requested sparsity, or the budget
-        (``target_flops`` / ``target_params``) or the per-layer fractions it pruned to instead."""
-        cost, ratios = budget(cfg), layer_ratios(cfg)
+        (``target_flops`` / ``target_params``) or the per-layer fractions it pruned to instead, or its N:M pattern."""
+        cost, ratios, pattern = budget(cfg), layer_ratios(cfg), pattern_of(cfg)
+        if pattern is not None:
+            return {"sparsity_target": pattern.sparsity, "pattern": str(pattern)}
         if cost is not None:
             return {"sparsity_target": None, f"target_{cost[0]}": cost[1]}
         if ratios is not None:

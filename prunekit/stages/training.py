@@ -10,15 +10,16 @@ import math
 import time
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from prunekit import metrics, rng
 from prunekit.cache import DenseCache, dense_key
 from prunekit.engine import build_optimizer, evaluate, train_epoch
 from prunekit.errors import UserError, warn
 from prunekit.pruning.methods import get_method_class
-from prunekit.pruning.schedules import ScheduledPruning, levels_without_training, pruning_steps
+from prunekit.pruning.schedules import ScheduledPruning, levels_without_training, pruning_steps, stage_epochs
 from prunekit.data.source import reason
+from prunekit.stages.rewind import Rewinder, RewindCapture, reinitialise, rewind_cache, rewound_options
 from prunekit.state import RunState
 
 TRAINING_STAGES = ("dense", "prune", "finetune")
@@ -69,7 +70,7 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
     # moving a pruned weight), and precede the pruner, which must score the masked network as it is.
     hooks = [*hooks, state.masks]
     if make_pruner is not None:
-        pruner = make_pruner(total, step)
+        pruner = make_pruner(total, step, optimizer)
         if start_epoch == 0:
             pruner.start()
         hooks.append(pruner)
@@ -95,15 +96,23 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
 
 
 class Dense:
-    """Train the dense network, or take it from the cache when another run already did."""
+    """Train the dense network, or take it from the cache when another run already did; with
+    ``prune.rewind=weights``, take (or find cached) the weights at the rewind point too."""
 
     name = "dense"
 
     def run(self, run, state: RunState, resume: dict | None) -> RunState:
         cache = DenseCache(run.cfg.cache_dir, dense_key(run.cfg, run.device, state.data.dataset.fingerprint))
+        point = rewind_cache(run.cfg, cache)
         began, before = time.perf_counter(), state.seconds.get("dense", 0.0)
         with cache.locked():
             entry = cache.load(run.device)
+            if entry is not None and point is not None:
+                rewound = point.load(run.device)
+                if rewound is None:  # trained again from the start, to take the weights at the rewind point
+                    entry = None
+                else:
+                    state.rewind = rewound["model"]
             if entry is not None:
                 try:
                     state.model.load_state_dict(entry["model"])
@@ -113,12 +122,15 @@ class Dense:
                     entry = None
             hit = entry is not None
             if not hit:
-                fit(run, state, "dense", run.cfg.train, resume)
+                capture = [RewindCapture(state, run.cfg.prune.rewind_iteration)] if point is not None else []
+                fit(run, state, "dense", run.cfg.train, resume, hooks=capture)
                 accelerated = run.acceleration.bind(state.model)
                 state.dense_metrics = {split: evaluate(state.model, state.data, split, run.cfg.eval_batch_size,
                                                        accelerated) for split in ("val", "test")}
                 entry = {"model": state.model.state_dict(), "metrics": state.dense_metrics}
                 cache.store(entry)
+                if point is not None:
+                    point.store({"model": state.rewind, "step": run.cfg.prune.rewind_iteration})
         state.seconds["dense"] = before + time.perf_counter() - began
         state.dense_hit = hit
         run.dir.log({"event": "dense_cache", "hit": hit, "key": cache.key, "seconds": state.seconds["dense"]})
@@ -128,8 +140,8 @@ class Dense:
 
 
 class Prune:
-    """Raise sparsity along the schedule while training with the method's hooks, then let the method
-    settle its masks."""
+    """Raise sparsity along the schedule while training with the method's hooks (rewinding after every step as
+    ``prune.rewind`` says), then let the method settle its masks."""
 
     name = "prune"
 
@@ -140,14 +152,19 @@ class Prune:
         if resume and resume["state"]["method"] is not None:
             state.method.load_state_dict(resume["state"]["method"])
         state.method.start()
-        if cfg.prune.epochs == 0:  # no training to spread the schedule over: its steps follow one another
+        options = rewound_options(cfg.prune)
+        epochs = stage_epochs(cfg.schedule, target, cfg.prune.epochs)
+        if epochs == 0:  # no training to spread the schedule over: its steps follow one another
             for sparsity in levels_without_training(cfg.schedule, target):
                 state.method.prune(sparsity)
+            Rewinder(cfg.prune.rewind, state)()  # once: rewinding between untrained steps would change nothing
         else:
-            total = cfg.prune.epochs * state.data.num_batches("train", cfg.prune.batch_size)
-            fit(run, state, "prune", cfg.prune, resume, hooks=[state.method],
+            options = OmegaConf.merge(options, {"epochs": epochs})
+            total = epochs * state.data.num_batches("train", cfg.prune.batch_size)
+            fit(run, state, "prune", options, resume, hooks=[state.method],
                 extra_groups=state.method.param_groups(cfg.prune.lr),
-                make_pruner=lambda total, step: ScheduledPruning(state.method, cfg.schedule, target, total, step),
+                make_pruner=lambda total, step, optimizer: ScheduledPruning(
+                    state.method, cfg.schedule, target, total, step, Rewinder(cfg.prune.rewind, state, optimizer)),
                 restarts=pruning_steps(cfg.schedule, target, total))
         state.method.finish()
         run.dir.log({"event": "pruned", "density": state.density(),
@@ -168,11 +185,14 @@ def measure_pruned(state: RunState) -> None:
 
 
 class Finetune:
-    """Train the pruned (or compacted) network with its topology frozen."""
+    """Train the pruned (or compacted) network with its topology frozen (``finetune.reinit``: from fresh
+    weights)."""
 
     name = "finetune"
 
     def run(self, run, state: RunState, resume: dict | None) -> RunState:
+        if run.cfg.finetune.reinit and resume is None:
+            reinitialise(state, run.cfg.seed)
         fit(run, state, "finetune", run.cfg.finetune, resume)
         run.save_last(state, self.name, run.cfg.finetune.epochs, done=True)
         return state
