@@ -135,7 +135,7 @@ def test_unknown_method_is_a_user_error():
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_schedules_are_monotone_and_exact_at_both_ends(name):
-    cfg = OmegaConf.merge(OmegaConf.structured(ScheduleConfig),
+    cfg = OmegaConf.merge(OmegaConf.structured(SCHEDULES.get(name).config or ScheduleConfig),
                           {"name": name, "initial_sparsity": 0.1, "start": 0.2, "end": 0.8, "steps": 4})
     values = [sparsity_at(cfg, 0.95, t / 1000) for t in range(1001)]
     assert all(b >= a - 1e-12 for a, b in zip(values, values[1:]))
@@ -145,6 +145,8 @@ def test_schedules_are_monotone_and_exact_at_both_ends(name):
         assert values[200] == 0.95
     if name == "iterative":
         assert len(set(values)) == 5  # initial + 4 equal steps
+    if name == "imp":  # rounds of 20% of what remains from 0.9 density: 0.72, 0.576, ..., then the target
+        assert values[200] == pytest.approx(0.28) and len(set(values)) == 1 + 13
 
 
 def test_scheduled_pruning_follows_the_schedule_per_step():

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from prunekit.config import FRACTION, ScheduleConfig, ranged
 from prunekit.engine import TrainHook
@@ -111,7 +112,13 @@ def stage_epochs(schedule: DictConfig, target: float, epochs: int) -> int:
     return epochs if levels is None else epochs * (len(levels) - 1)
 
 
-def sparsity_at(schedule: DictConfig, target: float, t: float) -> float:
+def plain(schedule: DictConfig) -> SimpleNamespace:
+    """The schedule config as plain attributes: read at every optimiser step, where a DictConfig's lookups would
+    cost more than the step of a small network."""
+    return SimpleNamespace(**OmegaConf.to_container(schedule, resolve=True))
+
+
+def sparsity_at(schedule: DictConfig | SimpleNamespace, target: float, t: float) -> float:
     """Scheduled sparsity at fraction ``t`` of the pruning stage."""
     entry = SCHEDULES.get(schedule.name)
     initial = schedule.initial_sparsity
@@ -135,11 +142,11 @@ class ScheduledPruning(TrainHook):
 
     def __init__(self, method, schedule: DictConfig, target: float, total_steps: int, step: int = 0,
                  after_prune: Callable[[], None] | None = None):
-        self.method, self.schedule, self.target, self.total = method, schedule, target, total_steps
+        self.method, self.schedule, self.target, self.total = method, plain(schedule), target, total_steps
         self.after_prune = after_prune
         # The sparsity reached by the last update at or before `step` (masks come from the checkpoint).
-        last_update = step - step % schedule.frequency
-        self.current = sparsity_at(schedule, target, last_update / max(total_steps, 1)) if step else 0.0
+        last_update = step - step % self.schedule.frequency
+        self.current = sparsity_at(self.schedule, target, last_update / max(total_steps, 1)) if step else 0.0
 
     def start(self) -> None:
         """Apply the schedule's value at the very beginning of the stage (one_shot prunes here)."""
@@ -161,6 +168,7 @@ class ScheduledPruning(TrainHook):
 def pruning_steps(schedule: DictConfig, target: float, total_steps: int) -> tuple[float, ...]:
     """The stage progress (step / total_steps) of every mask update that raises the sparsity: where
     ``lr_schedule=cycle`` starts the learning rate over. The first update at step 0 is not a restart."""
+    schedule = plain(schedule)
     points, current = [], sparsity_at(schedule, target, 0.0)
     for step in range(schedule.frequency, total_steps + schedule.frequency, schedule.frequency):
         step = min(step, total_steps)
