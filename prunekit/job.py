@@ -75,8 +75,10 @@ def outcome(job: Job) -> Iterator[None]:
             sys.exit(2)
         FailureLog(job.sweep_dir).record(job.number, job.overrides, str(err))
     except KeyboardInterrupt as interrupt:
-        if in_sweep:
-            raise  # the sweep's own process says it, once, whatever launcher ran this job
+        if in_sweep:  # the sweep's own process says it, once, whatever launcher ran this job
+            FailureLog(job.sweep_dir).record(job.number, job.overrides, "interrupted",
+                                             interrupted=exit_code(interrupt))
+            raise
         if (job.run_dir / "checkpoints" / "last.pt").is_file():
             print(f"\nprunekit: interrupted; continue with: {resume_command(job.overrides, job.run_dir)}",
                   file=sys.stderr)
@@ -108,28 +110,35 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
 def launch(task: Callable[[], None], plan: Plan, command: list[str]) -> int:
     """Run Hydra's ``task`` (a run, or every job of a sweep) and return the command's exit code; after a sweep,
     one line per job that failed (prunekit/sweeps.py), and one line when Ctrl-C or SIGTERM stopped it."""
+    interrupted = None
     try:
         task()
     except KeyboardInterrupt as interrupt:  # a sweep's jobs, in this process or in a launcher's workers
         if plan.sweep is None:
             raise
-        report_failures(plan)
+        interrupted = exit_code(interrupt)
+    code, stopped = report_failures(plan)
+    # A signal to the whole group may reach only a worker: its job's record says so all the same.
+    interrupted = interrupted or stopped
+    if interrupted:
         say_interrupted(command)
-        return exit_code(interrupt)
-    return report_failures(plan)
+        return interrupted
+    return code
 
 
-def report_failures(plan: Plan) -> int:
-    """After a sweep: one line per job that failed; the exit code (prunekit/sweeps.py)."""
+def report_failures(plan: Plan) -> tuple[int, int | None]:
+    """After a sweep: one line per job that failed; the exit code (prunekit/sweeps.py) and that of an interruption
+    a job recorded (None without one)."""
     if plan.sweep is None:
-        return 0
+        return 0, None
     log = FailureLog(plan.sweep.path)
-    failures = log.failures()
+    records = log.failures()
     log.clear()
+    failures = [record for record in records if not record.get("interrupted")]
     for failure in failures:
         print(f"prunekit: error: job {failure['job']} ({' '.join(failure['overrides'])}): {failure['error']}",
               file=sys.stderr)
     if plan.sweep.path.is_dir() and not any(p.is_dir() for p in plan.sweep.path.iterdir()):
         plan.sweep.discard()  # every job failed: the sweep directory this command made goes too
     release(plan.sweep.path)
-    return FailureLog.exit_code(failures)
+    return FailureLog.exit_code(failures), FailureLog.interruption(records)

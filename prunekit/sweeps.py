@@ -121,12 +121,15 @@ class FailureLog:
     def __init__(self, sweep_dir: str | Path):
         self.dir = Path(sweep_dir) / ".prunekit-failures"
 
-    def record(self, number: int, overrides: list[str], message: str, crashed: bool = False) -> None:
-        """Record job ``number`` as failed on bad input, or as ``crashed``, with its one-line ``message``."""
+    def record(self, number: int, overrides: list[str], message: str, crashed: bool = False,
+               interrupted: int | None = None) -> None:
+        """Record job ``number`` as failed on bad input, or as ``crashed``, with its one-line ``message``; or as
+        ``interrupted`` with the exit code of the interruption (the sweep's process says it, even when the signal
+        reached only the job's worker)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{number}.json"
         path.write_text(json.dumps({"job": number, "overrides": overrides, "error": message, "crashed": crashed,
-                                    "pid": os.getpid()}))
+                                    "interrupted": interrupted, "pid": os.getpid()}))
 
     def failures(self) -> list[dict]:
         """The recorded failures, by job number."""
@@ -142,6 +145,11 @@ class FailureLog:
     def exit_code(failures: list[dict]) -> int:
         """The sweep's exit code: 1 when a job crashed, 2 when jobs failed on bad input only, else 0."""
         return 1 if any(f.get("crashed") for f in failures) else 2 if failures else 0
+
+    @staticmethod
+    def interruption(records: list[dict]) -> int | None:
+        """The exit code of an interruption some job recorded (130 Ctrl-C, 143 SIGTERM), None without one."""
+        return max((r["interrupted"] for r in records if r.get("interrupted")), default=None)
 
 
 def record_crash(sweep_dir: str | Path, number: int, overrides: list[str], job_dir: Path) -> None:
