@@ -88,9 +88,9 @@ def rewound_options(prune: DictConfig) -> DictConfig:
     return OmegaConf.create(options)
 
 
-@torch.no_grad()
 def reinitialise(state: RunState, seed: int) -> None:
-    """Draw the network's weights afresh (a seed of their own, derived from the run's) and keep its masks."""
+    """Draw the network's weights afresh (a seed of their own, derived from the run's) and keep its masks. A
+    compacted network is drawn in its compact shapes (rebuilding it traces the graph: no torch.no_grad here)."""
     rng.seed_all(rng.derive(seed, 90_001))
     fresh = state.spec.build(next(state.model.parameters()).device)
     state.model.load_state_dict(weights_without_masks(fresh), strict=False)
