@@ -86,6 +86,14 @@ def test_a_new_seed_runs_only_the_new_runs(cli, tmp_path, counted_runs):
     code, _, err = cli("study", write_study(tmp_path, one_seed.replace("seeds: [0]", "seeds: [0, 5]")), "--out", "out")
     assert code == 0, err
     assert [run.cfg.seed for run in counted_runs] == [5]
+    # an interrupted run (last.pt, no summary) is resumed in its own folder, not in a new one named resume=true
+    [folder] = (tmp_path / "out" / "runs").glob("*/*/*seed=5")
+    (folder / "summary.json").unlink()
+    counted_runs.clear()
+    code, _, err = cli("study", write_study(tmp_path, one_seed.replace("seeds: [0]", "seeds: [0, 5]")), "--out", "out")
+    assert code == 0, err
+    assert [(run.cfg.resume, run.dir.root.resolve()) for run in counted_runs] == [(True, folder.resolve())]
+    assert (folder / "summary.json").is_file() and not list((tmp_path / "out").rglob("*resume*"))
 
 
 @pytest.mark.parametrize("change,message", [

@@ -75,7 +75,8 @@ def sweep_command(study: Study, out: Path, arm: str, point: Setting, varying: li
     """``prunekit train -m`` arguments for runs of ``arm`` at ``point``: the shared overrides, then ``varying``
     (the candidate's settings and the seed, which name each run's folder)."""
     fixed = study.fixed(arm, point)
-    hidden = sorted({key_of(o) for o in fixed if "/" not in key_of(o)})  # hydra/launcher=... is Hydra's own
+    hidden = sorted({key_of(o) for o in fixed if "/" not in key_of(o)}  # hydra/launcher=... is Hydra's own
+                    | {"resume"})  # the sweeper continues an interrupted run with resume=true, in its own folder
     folder = str(sweep_dir(out, arm, point)).replace("'", "\\'")
     return ["train", "-m", *fixed, *varying, f"hydra.sweep.dir='{folder}'",
             "hydra.sweep.subdir=${hydra.job.override_dirname}",
