@@ -32,9 +32,10 @@ def describe(path: Path) -> str:
 
 
 def _methods() -> list[tuple[str, str]]:
-    # rich reads [...] as markup: the kind and granularities go in parentheses
+    # rich reads [...] as markup: the kind and granularities go in parentheses; a criterion only scores, a method
+    # has steps of its own (training-time machinery, rounds, or a layer-by-layer reconstruction)
     rows = [(e.name, f"{e.description} (criterion: {', '.join(e.extra['granularities'])})") for e in CRITERIA.entries()]
-    rows += [(e.name, f"{e.description} (trains: {', '.join(e.target.granularities)})") for e in METHODS.entries()]
+    rows += [(e.name, f"{e.description} (method: {', '.join(e.target.granularities)})") for e in METHODS.entries()]
     return sorted(rows)
 
 
