@@ -90,8 +90,7 @@ class ImpConfig(ScheduleConfig):
 
 @register_schedule("imp", config=ImpConfig, rounds=True)
 def imp(cfg: DictConfig, target: float) -> list[float]:
-    """Iterative magnitude pruning's rounds: each removes schedule.rate of the remaining weights, the last
-    stops at the target."""
+    """Iterative magnitude pruning's rounds: each removes schedule.rate of what remains, the last ends at the target."""
     levels, density = [], 1.0 - cfg.initial_sparsity
     while 1.0 - density * (1.0 - cfg.rate) < target - 1e-9:
         density *= 1.0 - cfg.rate
