@@ -42,7 +42,7 @@ class GraspConfig(MethodConfig):
 
 @register_criterion("grasp", config=GraspConfig, granularities=("weight",), reads_samples=True)
 def grasp(context: ScoringContext) -> dict[str, torch.Tensor]:
-    """``w * Hg`` per weight: g and H the gradient and Hessian of the summed cross-entropy of logits / T."""
+    """w * Hg per weight: g and H the gradient and Hessian of the summed cross-entropy of logits / T."""
     model, layers, temperature = context.model, context.masks.layers, context.cfg.temperature
     weights = [layer.weight for layer in layers.values()]
     masks = [layer.weight_mask for layer in layers.values()]
