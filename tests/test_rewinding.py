@@ -69,6 +69,18 @@ def test_the_rewinder_puts_back_the_captured_weights_under_the_masks_and_forgets
     assert _equal(before, model.state_dict())
 
 
+def test_a_rewind_after_unit_pruning_keeps_the_bias_masks_and_the_removed_units_dead():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    masks = MaskSet(model, (4,))
+    state = SimpleNamespace(model=model, masks=masks, rewind=None)
+    RewindCapture(state, 0)
+    masks.set_groups("unit", {"0": torch.tensor([True, False, True])})
+    Rewinder("weights", state)()
+    assert model[0].bias_mask.tolist() == [True, False, True] and model[0].bias[1] == 0
+    assert torch.all(model[0].weight[1] == 0) and torch.all(model[2].weight[:, 1] == 0)
+
+
 def _record_weights_after_step(monkeypatch, step: int) -> dict:
     """The dense weights after optimiser step ``step`` of the first training, seen from outside the stages."""
     seen, original = {}, engine.train_step

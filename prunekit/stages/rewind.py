@@ -20,7 +20,7 @@ from prunekit.engine import TrainHook
 from prunekit.errors import UserError
 from prunekit.state import RunState
 
-MASK_SUFFIX = "weight_mask"  # the masks are buffers of the layers: a rewind must leave them as they are
+MASK_SUFFIX = "_mask"  # the masks (weight_mask, bias_mask, also BatchNorm's) are buffers: a rewind leaves them as they are
 
 
 def weights_without_masks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
