@@ -90,16 +90,21 @@ class AcceleratedModel:
             # In place: the parameters stay the same objects, so masks, methods and optimisers keep theirs.
             model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler(settings.device_type) if settings.precision == "fp16" else None
+        self.trained: nn.Module = model  # what the training forward calls: the model, or a DDP over it
         self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def train_through(self, module: nn.Module) -> None:
+        """Run the training forward through ``module`` (prunekit/distributed/parallel.py's DDP over the model)."""
+        self.trained, self._compiled = module, None
 
     @property
     def forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The training forward: the model, or its compiled twin (made on first use; it shares the parameters,
         so the masks applied in place between steps hold inside the compiled graph too)."""
         if not self.settings.compile:
-            return self.model
+            return self.trained
         if self._compiled is None:
-            self._compiled = torch.compile(self.model)
+            self._compiled = torch.compile(self.trained)
         return self._compiled
 
     @property

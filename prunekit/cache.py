@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from prunekit import checkpoints
 from prunekit.checkpoints import CheckpointError
 from prunekit.config import TrainConfig
+from prunekit.distributed import world
 from prunekit.errors import file_errors, warn
 from prunekit.models import weights
 
@@ -60,6 +61,8 @@ def dense_key(cfg: DictConfig, device: torch.device, data_fingerprint: str) -> s
     for option, default in DEVICE_OPTIONS.items():
         if cfg.get(option, default) != default:
             identity[option] = cfg[option]
+    if world.size() > 1:  # the same global batches, but sums in another order (and BatchNorm per rank or synced)
+        identity["ranks"], identity["sync_bn"] = world.size(), cfg.distributed.sync_bn
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

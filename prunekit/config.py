@@ -171,6 +171,17 @@ class CudnnConfig:
 
 
 @dataclass
+class DistributedConfig:
+    # Ranks of one run on this machine, started by torch.distributed's launcher (prunekit/distributed); each takes
+    # an equal share of every batch of train.batch_size (the global batch), so 1 and N ranks train the same schedule
+    nproc: int = ranged(1, 1)
+    # nccl on CUDA, gloo on the CPU (auto); gloo on CUDA works too, slower
+    backend: str = one_of("auto", "auto", "nccl", "gloo")
+    # BatchNorm statistics over the global batch (torch's SyncBatchNorm, CUDA only); false: each rank's share
+    sync_bn: bool = False
+
+
+@dataclass
 class TrainConfig:
     data: Any = MISSING
     model: Any = MISSING
@@ -198,6 +209,7 @@ class TrainConfig:
     # has no deterministic kernel. The CPU kernels prunekit uses are deterministic already: no change there.
     deterministic: bool = False
     cudnn: CudnnConfig = field(default_factory=CudnnConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 
 

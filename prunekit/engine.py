@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from prunekit.acceleration import PLAIN, AcceleratedModel
+from prunekit.distributed import world
 
 # Told after every training batch: (batch index from 1, running loss sum, running correct count, samples seen).
 # The two sums are the loop's own device tensors, updated in place: reading them (.item()) waits for the
@@ -110,13 +111,15 @@ def lr_factor(cfg: DictConfig, progress: float, restarts: tuple[float, ...] = ()
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               hooks: list[TrainHook], step: int,
-               accelerated: AcceleratedModel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               hooks: list[TrainHook], step: int, accelerated: AcceleratedModel | None = None,
+               share: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step with every hook in its place; returns (logits, task loss), both detached.
 
     ``accelerated`` (prunekit/acceleration.py) brings autocast, the batch's memory format, a compiled forward
     and the fp16 gradient scaler; without it the step is plain fp32 eager. Either way the hooks see the
-    gradients unscaled and the weights as the optimiser left them.
+    gradients unscaled and the weights as the optimiser left them. ``share``: this rank's samples over the
+    global batch's, times the ranks (1 in one process); DDP averages the ranks' gradients, so weighting each
+    rank's loss by it makes that average the gradient of the global batch's mean loss, even or uneven.
     """
     accelerated = accelerated or PLAIN.bind(model)
     with accelerated.autocast():
@@ -127,6 +130,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
             extra = hook.loss(logits, y)
             if extra is not None:
                 total = total + extra
+        if share != 1.0:
+            total = total * share
     optimizer.zero_grad(set_to_none=True)
     accelerated.backward(total, optimizer)
     for hook in hooks:
@@ -156,27 +161,31 @@ def train_epoch(
     (``restarts``: see :func:`lr_factor`).
     Running sums stay on the device so the loop never waits for the accelerator; ``on_batch`` (see
     :data:`BatchCallback`) gets them after every batch, e.g. for a progress bar. ``accelerated``: see
-    :func:`train_step`.
+    :func:`train_step`. Under several ranks each takes its share of every batch and the epoch's figures are
+    summed over them.
     """
     accelerated = accelerated or PLAIN.bind(model)
     model.train()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    batches = data.batches("train", cfg.batch_size, shuffle=True, augment=True, generator=generator)
+    seen, samples, ranks = 0, data.num_samples("train"), world.size()
+    batches = data.batches("train", cfg.batch_size, shuffle=True, augment=True, generator=generator,
+                           shard=world.shard())
     for index, (x, y) in enumerate(batches, 1):
         factor = lr_factor(cfg, step / max(total_steps, 1), restarts)
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         step += 1
-        logits, loss = train_step(model, optimizer, x, y, hooks, step, accelerated)
+        batch = min(cfg.batch_size, samples - (index - 1) * cfg.batch_size)  # the global batch
+        logits, loss = train_step(model, optimizer, x, y, hooks, step, accelerated, len(y) * ranks / batch)
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if on_batch is not None:
             on_batch(index, loss_sum, correct, seen)
-    return {"train_loss": loss_sum.item() / max(seen, 1), "train_acc": correct.item() / max(seen, 1)}, step
+    loss_sum, correct, total = world.sum_([loss_sum, correct, torch.tensor(seen, device=device)])
+    return {"train_loss": loss_sum.item() / max(int(total), 1), "train_acc": correct.item() / max(int(total), 1)}, step
 
 
 @torch.no_grad()
@@ -185,7 +194,9 @@ def evaluate(model: nn.Module, data: Any, split: str, batch_size: int,
     """Loss, top-1 accuracy and (with more than 10 classes) top-5 accuracy on one split.
 
     With ``accelerated``, under its autocast and memory format; always the eager model, never a compiled
-    twin: an evaluation graph would be a second compilation per stage for a small share of the time.
+    twin: an evaluation graph would be a second compilation per stage for a small share of the time. Under
+    several ranks each evaluates its share of every batch and the sums are added up: every rank returns the
+    figures of the whole split.
     """
     accelerated = accelerated or PLAIN.bind(model)
     model.eval()
@@ -194,7 +205,7 @@ def evaluate(model: nn.Module, data: Any, split: str, batch_size: int,
     top1 = torch.zeros((), device=device, dtype=torch.long)
     top5 = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for x, y in data.batches(split, batch_size, shuffle=False, augment=False):
+    for x, y in data.batches(split, batch_size, shuffle=False, augment=False, shard=world.shard()):
         with accelerated.autocast():
             logits = model(accelerated.inputs(x))
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -202,6 +213,8 @@ def evaluate(model: nn.Module, data: Any, split: str, batch_size: int,
         if data.num_classes > 10:
             top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
         seen += len(y)
+    loss_sum, top1, top5, seen = world.sum_([loss_sum, top1, top5, torch.tensor(seen, device=device)])
+    seen = int(seen)
     if seen == 0:
         return {}
     result = {"loss": loss_sum.item() / seen, "accuracy": top1.item() / seen}

@@ -4,6 +4,7 @@ interruption and a crash each end as one outcome, said or recorded, and only wha
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from prunekit.distributed.launch import RanksFailed, join, run_ranks, slurm_world
 from prunekit.errors import UserError, file_errors
 from prunekit.ownership import OutputDir
 from prunekit.preflight import Plan, resume_command
@@ -58,7 +60,8 @@ def outcome(job: Job) -> Iterator[None]:
     - an interruption (Ctrl-C, SIGTERM): a single run says the command that continues it, or that nothing was
       kept before its first checkpoint; a sweep's is said once, by the sweep's own process (:func:`launch`);
     - a crash: a single run's traceback is shown; a sweep's job is recorded with its traceback beside what it
-      wrote, which stays for the same command to continue it.
+      wrote, which stays for the same command to continue it; a rank of a run on several that died or crashed
+      ends a single run as an interruption does, with one line.
 
     ``debug=true`` lets every exception through."""
     in_sweep = job.number is not None
@@ -79,13 +82,16 @@ def outcome(job: Job) -> Iterator[None]:
             FailureLog(job.sweep_dir).record(job.number, job.overrides, "interrupted",
                                              interrupted=exit_code(interrupt))
             raise
-        if (job.run_dir / "checkpoints" / "last.pt").is_file():
-            print(f"\nprunekit: interrupted; continue with: {resume_command(job.overrides, job.run_dir)}",
-                  file=sys.stderr)
-        else:
-            job.discard()
-            print("\nprunekit: interrupted before the first checkpoint; nothing was kept", file=sys.stderr)
+        _stopped(job, "interrupted")
         sys.exit(exit_code(interrupt))
+    except RanksFailed as failure:
+        if job.cfg.debug:
+            raise
+        if in_sweep:
+            record_crash(job.sweep_dir, job.number, job.overrides, job.run_dir)
+        else:
+            _stopped(job, f"error: {failure}")
+            sys.exit(1)
     except Exception:
         if job.cfg.debug or not in_sweep:
             raise
@@ -94,8 +100,19 @@ def outcome(job: Job) -> Iterator[None]:
         lock.release()
 
 
+def _stopped(job: Job, why: str) -> None:
+    """Say that a single run stopped before its end: how to continue it, or that nothing was kept before its
+    first checkpoint (and then nothing is)."""
+    if (job.run_dir / "checkpoints" / "last.pt").is_file():
+        print(f"\nprunekit: {why}; continue with: {resume_command(job.overrides, job.run_dir)}", file=sys.stderr)
+    else:
+        job.discard()
+        print(f"\nprunekit: {why} before the first checkpoint; nothing was kept", file=sys.stderr)
+
+
 def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
-    """Hydra's task: run one job of ``command`` under :func:`outcome`."""
+    """Hydra's task: run one job of ``command`` under :func:`outcome`, as ``distributed.nproc`` ranks when
+    several; as one rank of it when a SLURM job's tasks are the ranks (rank 0's task speaks for the job)."""
     from prunekit.pipeline import Run
 
     job = Job.launched(cfg, plan)
@@ -103,8 +120,17 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
         threads = threads_per_job(OmegaConf.select(HydraConfig.get(), "launcher.n_jobs"))
         if threads is not None:
             torch.set_num_threads(threads)
-    with outcome(job):
+    ranks = slurm_world()
+    if ranks:
+        join(cfg, int(os.environ["LOCAL_RANK"]))
+    if ranks and int(os.environ["RANK"]) > 0:
         Run(cfg, str(job.run_dir), command, job=job.number).execute()
+        return
+    with outcome(job):
+        if cfg.distributed.nproc > 1 and not ranks:
+            run_ranks(cfg, job.run_dir, command, job.number)
+        else:
+            Run(cfg, str(job.run_dir), command, job=job.number).execute()
 
 
 def launch(task: Callable[[], None], plan: Plan, command: list[str]) -> int:

@@ -15,6 +15,7 @@ from prunekit.console import RunConsole
 from prunekit.data import load_dataset
 from prunekit.data.source import reason
 from prunekit.data.view import DataView
+from prunekit.distributed import world
 from prunekit.errors import UserError
 from prunekit.models.weights import start_from
 from prunekit.pruning.methods import get_method_class
@@ -76,26 +77,38 @@ def load_resume_state(cfg: DictConfig, run_dir: RunDir) -> dict:
 
 class Run:
     """Executes the stages for one composed config, writing into one run directory; the stages reach the
-    config, directory, console and checkpoints through it."""
+    config, directory, console and checkpoints through it. Under several ranks every rank executes it and
+    rank 0 alone writes."""
 
     def __init__(self, cfg: DictConfig, run_dir: str, command: list[str], job: int | None = None):
-        self.cfg, self.dir, self.command = cfg, RunDir(run_dir), command
+        self.cfg, self.dir, self.command = cfg, RunDir(run_dir, writes=world.is_main()), command
         self.device = resolve_device(cfg.device)
         self.acceleration = Acceleration.from_config(cfg, self.device)  # precision, channels_last, compile, ...
         self.console = RunConsole(job=job)  # job: the number of a sweep's job, which labels its lines
 
     def save_last(self, state: RunState, stage: str, epoch: int, done: bool, optimizer=None, scaler=None) -> None:
         """checkpoints/last.pt: where the run stands and everything that rebuilds its state (``scaler``: the fp16
-        loss scale, so a resumed run scales as the uninterrupted one would)."""
+        loss scale, so a resumed run scales as the uninterrupted one would; under several ranks, every rank's
+        generators, which draw different noise)."""
+        generators = world.gather(rng.capture())
+        if not world.is_main():
+            return
         checkpoints.save(
             self.dir.checkpoint("last"), "last", stage=stage, epoch=epoch, done=done, state=state.checkpoint(),
             optimizer=optimizer.state_dict() if optimizer is not None else None,
             scaler=scaler.state_dict() if scaler is not None else None,
-            config=comparable(self.cfg), log_length=self.dir.log_length(), rng=rng.capture(),
+            config=comparable(self.cfg), log_length=self.dir.log_length(),
+            rng=generators[0] if len(generators) == 1 else generators,
         )
 
+    @staticmethod
+    def own_rng(resume: dict) -> dict:
+        """This rank's generators as ``resume`` (last.pt) saved them: one state, or one per rank."""
+        return resume["rng"][world.rank()] if isinstance(resume["rng"], list) else resume["rng"]
+
     def save_dense(self, weights: dict) -> None:
-        checkpoints.save_dense(self.dir.checkpoint("dense"), weights)
+        if world.is_main():
+            checkpoints.save_dense(self.dir.checkpoint("dense"), weights)
 
     def _fresh_state(self, data: DataView) -> RunState:
         spec = ModelSpec(OmegaConf.to_container(self.cfg.model, resolve=True), data.input_shape, data.num_classes)
@@ -125,6 +138,8 @@ class Run:
         resume = load_resume_state(cfg, self.dir) if cfg.resume else None
         rng.seed_all(cfg.seed)
         data = DataView(load_dataset(cfg.data, self.device, cfg.seed))
+        world.check_batches(data.num_samples("train"), {f"{stage}.batch_size": cfg[stage].batch_size
+                                                         for stage in ("train", "prune", "finetune")})
         stages = stages_for(cfg)
         names = [stage.name for stage in stages]
         if resume:

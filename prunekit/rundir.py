@@ -48,10 +48,11 @@ def atomic_write_json(obj: Any, path: Path) -> None:
 
 
 class RunDir:
-    """One run's directory (layout in DESIGN.md section 4)."""
+    """One run's directory (layout in DESIGN.md section 4). ``writes=False`` (the ranks after the first of a
+    run on several) reads it and leaves every write to rank 0."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, writes: bool = True):
+        self.root, self.writes = Path(root), writes
         self.checkpoints = self.root / CHECKPOINTS
         self.figures = self.root / FIGURES
 
@@ -60,6 +61,8 @@ class RunDir:
 
     def log(self, record: dict) -> None:
         """Append one JSON line to metrics.jsonl (a line is small enough to be written whole)."""
+        if not self.writes:
+            return
         with file_errors(self.root / METRICS, "write"):
             self.root.mkdir(parents=True, exist_ok=True)
             with open(self.root / METRICS, "a") as handle:
@@ -67,6 +70,8 @@ class RunDir:
 
     def make_figures(self) -> None:
         """Create figures/ (a link to nowhere or a file of that name is refused in one line)."""
+        if not self.writes:
+            return
         if self.figures.is_symlink() and not self.figures.exists():
             raise UserError(f"{self.figures} is a broken link (its target does not exist); remove it or create the "
                             "target")
@@ -75,6 +80,8 @@ class RunDir:
 
     def truncate_log(self, keep: int) -> None:
         """Keep the first ``keep`` records: a resumed run drops what came after its last checkpoint."""
+        if not self.writes:
+            return
         path = self.root / METRICS
         lines = path.read_text().splitlines(keepends=True)[:keep] if path.exists() else []
         atomic_write_bytes(path, "".join(lines).encode())
@@ -84,9 +91,13 @@ class RunDir:
         return len(path.read_text().splitlines()) if path.exists() else 0
 
     def write_summary(self, summary: dict) -> None:
+        if not self.writes:
+            return
         atomic_write_json(summary, self.root / SUMMARY)
 
     def write_layers(self, rows: list[dict]) -> None:
+        if not self.writes:
+            return
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -94,6 +105,8 @@ class RunDir:
         atomic_write_bytes(self.root / LAYERS, out.getvalue().encode())
 
     def write_env(self, seed: int, device: torch.device, command: list[str]) -> None:
+        if not self.writes:
+            return
         atomic_write_json(environment(seed, device, command), self.root / ENV)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from prunekit.distributed.launch import check_config as check_distributed
 from prunekit.errors import UserError
 from prunekit.models import weights
 from prunekit.pruning.methods import get_method_class
@@ -96,6 +97,7 @@ def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
         raise UserError(f"prune.rewind={cfg.prune.rewind} starts training over after every pruning step, but schedule="
                         f"{cfg.schedule.name} prunes a little at every update; use schedule=imp, iterative or one_shot")
     weights.check_request(cfg.model)
+    check_distributed(cfg)
     method_class = get_method_class(cfg.method.name)
     method_class.validate(cfg)
     target = method_class.schedule_target(cfg.method)

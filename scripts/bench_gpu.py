@@ -40,7 +40,7 @@ from torch import nn
 from prunekit.acceleration import PRECISIONS, Acceleration
 from prunekit.config import OptimConfig
 from prunekit.data import Dataset, Split
-from prunekit.data.dataset import channel_stats
+from prunekit.data.statistics import channel_stats
 from prunekit.engine import build_optimizer, train_epoch
 from prunekit.errors import UserError, run_script
 from prunekit.models import build_model

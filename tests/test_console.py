@@ -91,7 +91,10 @@ class TinyData:
         self.x = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
         self.y = torch.tensor([0, 1, 2, 0, 1, 2])
 
-    def batches(self, split, batch_size, shuffle, augment, generator=None):
+    def num_samples(self, split):
+        return len(self.y)
+
+    def batches(self, split, batch_size, shuffle, augment, generator=None, shard=None):
         return [(self.x[i:i + batch_size], self.y[i:i + batch_size]) for i in range(0, len(self.y), batch_size)]
 
 

@@ -29,11 +29,12 @@ class CropFlip:
         flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
         return cls(padding, top.to(device), left.to(device), flip.to(device))
 
-    def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Crop and flip the batch ``x`` (N x C x H x W, any dtype) that starts at position ``start``."""
+    def apply(self, x: torch.Tensor, positions: slice | torch.Tensor) -> torch.Tensor:
+        """Crop and flip the batch ``x`` (N x C x H x W, any dtype) whose samples sit at ``positions`` of the pass
+        (a slice, or indices: one rank's share of a batch)."""
         n, channels, height, width = x.shape
         padded_width = width + 2 * self.padding
-        top, left, flip = (t[start : start + n] for t in (self.top, self.left, self.flip))
+        top, left, flip = (t[positions] for t in (self.top, self.left, self.flip))
         cols = torch.arange(width, device=x.device)
         # A flipped sample reads its crop window from right to left, so one gather does crop and flip.
         cols = torch.where(flip[:, None], width - 1 - cols, cols) + left[:, None]

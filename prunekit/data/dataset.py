@@ -3,11 +3,13 @@
 There is no DataLoader: every split lives on the run's device as one tensor, a batch is an
 ``index_select`` of it, and conversion to float, augmentation and normalisation happen per batch on the
 device. Images stay uint8 until then, which keeps large sets at a quarter of their float size.
+
+Under several ranks (prunekit/distributed) every rank walks the same order and takes its share of each batch
+(:class:`Shard`): one rank and N ranks see the same global batches. The streaming path
+(prunekit/data/streaming.py) offers the same interface for sets that do not fit.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,11 +19,23 @@ from omegaconf import DictConfig
 
 from prunekit.data.augment import CropFlip
 from prunekit.data.source import Source, stratified_split
+from prunekit.data.statistics import SPLITS, channel_stats, fingerprint
 from prunekit.errors import UserError, warn
 
-SPLITS = ("train", "val", "test")
 VAL_SEED = 0  # the validation split is the same for every run seed
-STATS_CHUNK = 1024  # samples per step when computing mean/std, to bound float64 memory on large sets
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One rank's share of every batch: the positions ``rank``, ``rank + size``, ... of it (as torch's
+    DistributedSampler deals a pass), so the ranks' shares of one batch together are that batch."""
+
+    rank: int
+    size: int
+
+    def positions(self, start: int, stop: int) -> torch.Tensor:
+        """This rank's positions among ``start..stop-1`` of a pass."""
+        return torch.arange(start + self.rank, stop, self.size)
 
 
 @dataclass
@@ -85,6 +99,10 @@ class Dataset:
         """How many batches :meth:`batches` yields, the last partial one included."""
         return math.ceil(len(self.split(split)) / batch_size)
 
+    def num_samples(self, split: str) -> int:
+        """How many samples ``split`` holds."""
+        return len(self.split(split))
+
     def batches(
         self,
         split: str,
@@ -93,12 +111,14 @@ class Dataset:
         shuffle: bool,
         augment: bool,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Normalised float32 batches ``(x, y)`` on the device; the last partial batch is kept.
 
         ``shuffle`` orders the split by ``torch.randperm(n, generator=generator)``; ``augment`` (train only)
         applies random crop and flip as configured, with random numbers from the same CPU generator, so a
-        caller that seeds the generator per epoch gets reproducible epochs.
+        caller that seeds the generator per epoch gets reproducible epochs. With ``shard``, each batch is this
+        rank's share of it (the order and the crops are drawn for the whole pass, as without).
         """
         data = self.split(split)
         if augment and split != "train":
@@ -109,14 +129,24 @@ class Dataset:
         if augment and self.is_image and (self.crop_padding > 0 or self.hflip):
             crop_flip = CropFlip.draw(n, self.crop_padding, self.hflip, generator, device)
         for start in range(0, n, batch_size):
-            if order is None:
-                x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+            positions = slice(start, start + batch_size)
+            if shard is not None:
+                positions = shard.positions(start, min(start + batch_size, n)).to(device)
+            if order is None and shard is None:
+                x, y = data.x[positions], data.y[positions]
             else:
-                index = order[start : start + batch_size]
+                index = order[positions] if order is not None else positions
                 x, y = data.x.index_select(0, index), data.y.index_select(0, index)
             if crop_flip is not None:
-                x = crop_flip.apply(x, start)
+                x = crop_flip.apply(x, positions)
             yield self.normalise(x), y
+
+    def samples(self, split: str, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw samples (uint8 images or float features, not normalised) and labels of ``split`` at
+        ``index``."""
+        data = self.split(split)
+        index = index.to(data.y.device)
+        return data.x.index_select(0, index), data.y.index_select(0, index)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw samples of this dataset (uint8 images or float features) as the network receives them."""
@@ -199,36 +229,3 @@ def check_splits(name: str, cfg: DictConfig, source: Source, train: int, val: in
     if val == 0 and cfg.val_fraction > 0:
         warn(f"data.val_fraction={cfg.val_fraction} of {loaded} training samples{kept} rounds to no sample of any "
              "class: the val split is empty and val metrics are left out; raise it, or set data.val_fraction=0")
-
-
-def fingerprint(dataset: Dataset) -> str:
-    """16 hex digits of a sha256 over the train, val and test tensors (bytes, shapes, dtypes), the number of
-    classes and the kept classes: equal only for the same samples in the same splits with the same labels."""
-    digest = hashlib.sha256(json.dumps([dataset.num_classes, dataset.classes]).encode())
-    for name in SPLITS:
-        for tensor in (dataset.split(name).x, dataset.split(name).y):
-            data = tensor.detach().cpu().contiguous()
-            digest.update(f"{name} {data.dtype} {tuple(data.shape)};".encode())
-            digest.update(data.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()[:16]
-
-
-def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std (float32) over every dimension but 1: per channel for images, per feature for tables.
-
-    uint8 data is measured in units of 0..1. Sums run in float64 over chunks, so a large set needs neither
-    a float copy of itself nor suffers cancellation. A constant channel gets std 1, not a division by zero.
-    """
-    unit = 1 / 255 if x.dtype == torch.uint8 else 1.0
-    dims = [d for d in range(x.dim()) if d != 1]
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    squares = torch.zeros_like(total)
-    for chunk in x.split(STATS_CHUNK):
-        values = chunk.to(torch.float64) * unit
-        total += values.sum(dims)
-        squares += values.square().sum(dims)
-    count = max(x.numel() // x.shape[1], 1)
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(0).sqrt()
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return mean.float(), std.float()

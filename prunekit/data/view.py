@@ -61,6 +61,9 @@ class DataView:
     def num_batches(self, split: str, batch_size: int) -> int:
         return self.dataset.num_batches(split, batch_size)
 
+    def num_samples(self, split: str) -> int:
+        return self.dataset.num_samples(split)
+
     def batches(self, split: str, batch_size: int, **kwargs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The dataset's batches (same arguments as :meth:`Dataset.batches`), reduced to the kept inputs."""
         for x, y in self.dataset.batches(split, batch_size, **kwargs):
@@ -69,9 +72,9 @@ class DataView:
     def samples(self, split: str, index: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The samples of ``split`` at positions ``index``, normalised and reduced to the kept inputs, in
         batches of at most ``batch_size`` (no augmentation: what the network sees at evaluation)."""
-        data = self.dataset.split(split)
-        for chunk in index.to(data.y.device).split(batch_size):
-            yield self._narrow(self.dataset.normalise(data.x.index_select(0, chunk))), data.y.index_select(0, chunk)
+        for chunk in index.split(batch_size):
+            x, y = self.dataset.samples(split, chunk)
+            yield self._narrow(self.dataset.normalise(x)), y
 
     def _narrow(self, x: torch.Tensor) -> torch.Tensor:
         if self._index is None:

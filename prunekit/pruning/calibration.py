@@ -26,6 +26,7 @@ from torch import nn
 
 from prunekit import rng
 from prunekit.config import MethodConfig, one_of, ranged
+from prunekit.distributed import world
 from prunekit.errors import UserError
 from prunekit.layers import eval_mode
 from prunekit.pruning.masks import MaskSet
@@ -131,7 +132,8 @@ class CalibratedPruning(PruningMethod):
         calibration samples, and how many columns there were. The network runs again for every layer, after the
         caller has pruned the ones before it."""
         train_size = len(self.data.dataset.train.y)
-        index = calibration_index(train_size, self.cfg.calibration_samples, self.seed)
+        # Each rank runs its share of the samples; the sums are added over the ranks (the same as one process's).
+        index = world.own_positions(calibration_index(train_size, self.cfg.calibration_samples, self.seed))
         for name in self.masks.names:
             layer = self.masks.layers[name]
             sums: dict[str, torch.Tensor | int] = {"total": 0, "positions": 0}
@@ -148,4 +150,6 @@ class CalibratedPruning(PruningMethod):
                         self.model(inputs)
             finally:
                 handle.remove()
-            yield name, sums["total"], sums["positions"]
+            total, positions = world.sum_([torch.as_tensor(sums["total"], dtype=torch.float32),
+                                           torch.tensor(sums["positions"])])
+            yield name, total, int(positions)

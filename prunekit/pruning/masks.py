@@ -70,6 +70,10 @@ class MaskSet(TrainHook):
                     self._params.append(param)
                     self._factors.append(mask.to(param.dtype))
 
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Every mask buffer of the model by its state-dict name (weights', biases' and BatchNorms')."""
+        return {name: buf for name, buf in self.model.named_buffers() if name.endswith("_mask")}
+
     @torch.no_grad()
     def apply(self) -> None:
         """Zero every pruned entry in place."""

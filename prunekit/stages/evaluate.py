@@ -10,6 +10,7 @@ from torch import nn
 
 from prunekit import metrics
 from prunekit.checkpoints import save_compact, save_pruned
+from prunekit.distributed import world
 from prunekit.engine import evaluate
 from prunekit.explain.registry import FinishedRun, draw_figures, measures
 from prunekit.layers import prunable_layers
@@ -75,6 +76,8 @@ class Evaluate:
         accelerated = run.acceleration.bind(state.model)  # the precision the network was trained in
         test = evaluate(state.model, state.data, "test", cfg.eval_batch_size, accelerated)
         val = evaluate(state.model, state.data, "val", cfg.eval_batch_size, accelerated)
+        if not world.is_main():  # the rest is measured, drawn and written once, by rank 0
+            return state
         compaction = state.spec.compaction
         # The final network in its original shapes, for the figures and pruned.pt.
         full = expand(state.model, state.spec.build_full(run.device), compaction) if compaction else state.model

@@ -6,6 +6,7 @@ state saved with the last epoch: a resumed run ends with the same numbers as an 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -19,6 +20,8 @@ from prunekit.errors import UserError, warn
 from prunekit.pruning.methods import get_method_class
 from prunekit.pruning.schedules import ScheduledPruning, levels_without_training, pruning_steps, stage_epochs
 from prunekit.data.source import reason
+from prunekit.distributed import world
+from prunekit.distributed.parallel import replicated, share_buffers
 from prunekit.stages.rewind import Rewinder, RewindCapture, reinitialise, rewind_cache, rewound_options
 from prunekit.state import RunState
 
@@ -50,17 +53,27 @@ def stop_if_diverged(record: dict, opt_cfg: DictConfig) -> None:
 
 def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | None, *, hooks=(), extra_groups=(),
         make_pruner=None, restarts: tuple[float, ...] = ()) -> None:
-    """Train ``state.model`` for the epochs of ``opt_cfg``, continuing from ``resume`` when given."""
-    steps_per_epoch = state.data.num_batches("train", opt_cfg.batch_size)
-    total = opt_cfg.epochs * steps_per_epoch
-    start_epoch = resume["epoch"] if resume else 0
+    """Train ``state.model`` for the epochs of ``opt_cfg``, continuing from ``resume`` when given; under several
+    ranks through DDP (``extra_groups``' tensors too), each rank with its own noise."""
     if resume:
-        rng.restore(resume["rng"])
+        rng.restore(run.own_rng(resume))
     else:
-        rng.seed_all(stage_seed(run.cfg.seed, stage))
+        rng.seed_all(world.rank_seed(stage_seed(run.cfg.seed, stage)))
     accelerated = run.acceleration.bind(state.model)  # before the optimiser: its state follows the memory format
     optimizer = build_optimizer([{"params": list(state.model.parameters())}, *extra_groups], opt_cfg,
                                 accelerated.fused_optimizer)
+    extras = [param for group in extra_groups for param in group["params"]]
+    with replicated(state.model, extras, run.cfg.distributed.sync_bn) as trained:
+        accelerated.train_through(trained)
+        _train_epochs(run, state, stage, opt_cfg, resume, optimizer, accelerated, hooks, make_pruner, restarts)
+
+
+def _train_epochs(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | None, optimizer, accelerated,
+                  hooks, make_pruner, restarts: tuple[float, ...]) -> None:
+    """The epochs of :func:`fit`, each ending with the validation figures, a line in metrics.jsonl and last.pt."""
+    steps_per_epoch = state.data.num_batches("train", opt_cfg.batch_size)
+    total = opt_cfg.epochs * steps_per_epoch
+    start_epoch = resume["epoch"] if resume else 0
     if resume and resume["optimizer"] is not None:
         optimizer.load_state_dict(resume["optimizer"])
     if resume and resume.get("scaler") is not None:  # fp16 only (and absent from last.pt files older than it)
@@ -81,6 +94,7 @@ def fit(run, state: RunState, stage: str, opt_cfg: DictConfig, resume: dict | No
                 stats, step = train_epoch(state.model, state.data, optimizer, opt_cfg, hooks,
                                           epoch_generator(run.cfg.seed, stage, epoch), step, total, on_batch,
                                           restarts, accelerated)
+            share_buffers(state.model)
             val = evaluate(state.model, state.data, "val", run.cfg.eval_batch_size, accelerated)
             seconds = time.perf_counter() - began
             state.seconds[stage] = state.seconds.get(stage, 0.0) + seconds
@@ -105,21 +119,12 @@ class Dense:
         cache = DenseCache(run.cfg.cache_dir, dense_key(run.cfg, run.device, state.data.dataset.fingerprint))
         point = rewind_cache(run.cfg, cache)
         began, before = time.perf_counter(), state.seconds.get("dense", 0.0)
-        with cache.locked():
-            entry = cache.load(run.device)
-            if entry is not None and point is not None:
-                rewound = point.load(run.device)
-                if rewound is None:  # trained again from the start, to take the weights at the rewind point
-                    entry = None
-                else:
-                    state.rewind = rewound["model"]
+        # Rank 0 alone reads and writes the cache (holding its lock while the ranks train) and tells the others.
+        with cache.locked() if world.is_main() else contextlib.nullcontext():
+            entry = world.broadcast(self._cached(run, state, cache, point) if world.is_main() else None)
             if entry is not None:
-                try:
-                    state.model.load_state_dict(entry["model"])
-                    state.dense_metrics = {split: entry["metrics"][split] for split in ("val", "test")}
-                except (RuntimeError, KeyError) as err:
-                    cache.set_aside(f"does not fit this model ({reason(err)})")
-                    entry = None
+                state.model.load_state_dict(entry["model"])
+                state.dense_metrics, state.rewind = entry["metrics"], entry.get("rewind")
             hit = entry is not None
             if not hit:
                 capture = [RewindCapture(state, run.cfg.prune.rewind_iteration)] if point is not None else []
@@ -128,15 +133,36 @@ class Dense:
                 state.dense_metrics = {split: evaluate(state.model, state.data, split, run.cfg.eval_batch_size,
                                                        accelerated) for split in ("val", "test")}
                 entry = {"model": state.model.state_dict(), "metrics": state.dense_metrics}
-                cache.store(entry)
-                if point is not None:
-                    point.store({"model": state.rewind, "step": run.cfg.prune.rewind_iteration})
+                if world.is_main():
+                    cache.store(entry)
+                    if point is not None:
+                        point.store({"model": state.rewind, "step": run.cfg.prune.rewind_iteration})
         state.seconds["dense"] = before + time.perf_counter() - began
         state.dense_hit = hit
         run.dir.log({"event": "dense_cache", "hit": hit, "key": cache.key, "seconds": state.seconds["dense"]})
         run.save_dense(entry["model"])
         run.save_last(state, self.name, run.cfg.train.epochs, done=True)
         return state
+
+    @staticmethod
+    def _cached(run, state: RunState, cache: DenseCache, point: DenseCache | None) -> dict | None:
+        """The cache's entry for this dense training, with the weights at the rewind point when asked for
+        (``rewind``), or None when it must train: no entry, no rewind point cached, or one that does not fit."""
+        entry = cache.load(run.device)
+        if entry is None:
+            return None
+        if point is not None:
+            rewound = point.load(run.device)
+            if rewound is None:  # trained again from the start, to take the weights at the rewind point
+                return None
+            entry["rewind"] = rewound["model"]
+        try:
+            state.model.load_state_dict(entry["model"])
+            entry["metrics"] = {split: entry["metrics"][split] for split in ("val", "test")}
+        except (RuntimeError, KeyError) as err:
+            cache.set_aside(f"does not fit this model ({reason(err)})")
+            return None
+        return entry
 
 
 class Prune:
@@ -157,6 +183,7 @@ class Prune:
         if epochs == 0:  # no training to spread the schedule over: its steps follow one another
             for sparsity in levels_without_training(cfg.schedule, target):
                 state.method.prune(sparsity)
+                world.check_masks_agree(state.masks.buffers(), f"after the pruning step to sparsity {sparsity:g}")
             Rewinder(cfg.prune.rewind, state)()  # once: rewinding between untrained steps would change nothing
         else:
             options = OmegaConf.merge(options, {"epochs": epochs})
@@ -164,14 +191,25 @@ class Prune:
             fit(run, state, "prune", options, resume, hooks=[state.method],
                 extra_groups=state.method.param_groups(cfg.prune.lr),
                 make_pruner=lambda total, step, optimizer: ScheduledPruning(
-                    state.method, cfg.schedule, target, total, step, Rewinder(cfg.prune.rewind, state, optimizer)),
+                    state.method, cfg.schedule, target, total, step,
+                    _checked(state, Rewinder(cfg.prune.rewind, state, optimizer))),
                 restarts=pruning_steps(cfg.schedule, target, total))
         state.method.finish()
+        world.check_masks_agree(state.masks.buffers(), f"after {cfg.method.name} settled its masks")
         run.dir.log({"event": "pruned", "density": state.density(),
                      "sparsity_target": method_class.summary_entries(cfg.method)["sparsity_target"]})
         measure_pruned(state)
         run.save_last(state, self.name, cfg.prune.epochs, done=True)
         return state
+
+
+def _checked(state: RunState, rewind: Rewinder):
+    """What follows a pruning step while training: the check that every rank chose the same masks, then
+    rewinding."""
+    def after_prune() -> None:
+        world.check_masks_agree(state.masks.buffers(), "after a pruning step")
+        rewind()
+    return after_prune
 
 
 def measure_pruned(state: RunState) -> None:

@@ -10,6 +10,8 @@ config, the reference samples) to one score per group, higher is kept, shaped as
 :class:`ScoredPruning` runs any criterion as a method: at every pruning step it scores, normalises
 (``method.normalize``) and keeps the best groups (prunekit/pruning/selection.py). A criterion that reads
 reference samples says ``reads_samples=True``; its config, if it has options of its own, sits beside it.
+Under several ranks such a criterion scores this rank's share of the samples and :class:`ScoredPruning`
+averages the scores over the ranks before selecting: every rank keeps the same groups.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 from prunekit.config import MethodConfig
+from prunekit.distributed import world
 from prunekit.pruning.criteria.context import ScoringContext
 from prunekit.pruning.method import GRANULARITIES, PruningMethod
 from prunekit.registry import Entry, Registry
@@ -47,7 +50,8 @@ class ScoredPruning(PruningMethod):
         self.context = ScoringContext(self.cfg, self.model, self.masks, self.data, self.seed, self.reads_samples)
 
     def scores(self) -> dict[str, torch.Tensor]:
-        return self.criterion.target(self.context)
+        scores = self.criterion.target(self.context)
+        return world.average(scores, len(self.context.reference)) if self.reads_samples else scores
 
 
 @functools.cache

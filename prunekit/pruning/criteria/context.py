@@ -15,19 +15,21 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from prunekit.distributed import world
 from prunekit.pruning.masks import MaskSet
 from prunekit.pruning.reference import reference_index
 
 
 class ScoringContext:
     """The run as a criterion sees it: ``cfg`` (the method config), ``model``, ``masks``, ``granularity``,
-    ``data`` (the run's batches), ``seed``; with ``reads_samples``, the reference samples drawn once per run."""
+    ``data`` (the run's batches), ``seed``; with ``reads_samples``, the reference samples drawn once per run
+    (``reference``: this rank's share of them under several ranks)."""
 
     def __init__(self, cfg: DictConfig, model: nn.Module, masks: MaskSet, data: Any, seed: int,
                  reads_samples: bool = False):
         self.cfg, self.model, self.masks, self.data, self.seed = cfg, model, masks, data, seed
         self.granularity: str = cfg.granularity
-        self.reference = (reference_index(data.dataset.train.y, cfg.samples_per_class, seed)
+        self.reference = (world.own_positions(reference_index(data.dataset.train.y, cfg.samples_per_class, seed))
                           if reads_samples else None)
 
     def reference_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

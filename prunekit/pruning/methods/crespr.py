@@ -24,6 +24,7 @@ from torch import nn
 
 from prunekit import rng
 from prunekit.config import FRACTION, MethodConfig, one_of, ranged
+from prunekit.distributed import world
 from prunekit.errors import UserError
 from prunekit.pruning.clusters import feature_clusters
 from prunekit.pruning.hessian import hessian_diagonal
@@ -119,19 +120,22 @@ class Crespr(PruningMethod):
         weights = {name: layer.weight.detach() for name, layer in self.masks.layers.items()}
         if self.cfg.criterion == "magnitude":
             return {name: w.abs() for name, w in weights.items()}
-        diagonal = hessian_diagonal(self.model, self.masks.layers, self._hessian_batches(sparsity),
-                                    self.cfg.hessian, self._generator(sparsity), self.cfg.hessian_probes)
+        index = self._hessian_samples(sparsity)
+        batches = self.data.samples("train", index, self.cfg.score_batch_size)
+        diagonal = hessian_diagonal(self.model, self.masks.layers, batches, self.cfg.hessian,
+                                    self._generator(sparsity), self.cfg.hessian_probes)
+        diagonal = world.average(diagonal, len(index))  # each rank estimated it on its share of the batches
         return {name: 0.5 * diagonal[name] * w.square() for name, w in weights.items()}
 
     def _generator(self, sparsity: float) -> torch.Generator:
         # Seeded by the level pruned to, so a resumed run draws what the uninterrupted one drew.
         return torch.Generator().manual_seed(rng.derive(self.seed, _HESSIAN_STREAM + round(sparsity * 1e9)))
 
-    def _hessian_batches(self, sparsity: float):
+    def _hessian_samples(self, sparsity: float) -> torch.Tensor:
+        """The training samples of the Hessian's batches (this rank's share of them under several ranks)."""
         size = self.cfg.score_batch_size
-        train = len(self.data.dataset.train)
-        index = torch.randperm(train, generator=self._generator(sparsity))[:self.cfg.hessian_batches * size]
-        return self.data.samples("train", index, size)
+        index = torch.randperm(self.data.num_samples("train"), generator=self._generator(sparsity))
+        return world.own_positions(index[:self.cfg.hessian_batches * size])
 
     def prune(self, sparsity: float) -> None:
         """Keep ``round((1 - sparsity) * N)`` weights by the criterion inside the modules, at most ``cross`` of
