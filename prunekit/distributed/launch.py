@@ -10,6 +10,7 @@ task is one rank already: :func:`slurm_world` joins them (submitit's TorchDistri
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from prunekit.errors import UserError
 from prunekit.runlock import Terminated
 
-_ELASTIC_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher")
+_ELASTIC_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
 
 
 class RanksFailed(Exception):
@@ -80,7 +81,7 @@ def run_ranks(cfg: DictConfig, run_dir: Path, command: list[str], job: int | Non
     launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
                           start_method="spawn")
-    with tempfile.TemporaryDirectory(prefix="prunekit-ranks-") as messages, _launcher_quiet():
+    with tempfile.TemporaryDirectory(prefix="prunekit-ranks-") as messages, _launching():
         task = RankTask(OmegaConf.to_container(cfg, resolve=True), str(run_dir), command, job, messages,
                         max(1, torch.get_num_threads() // ranks))  # the ranks share this job's cores
         try:
@@ -100,16 +101,24 @@ def run_ranks(cfg: DictConfig, run_dir: Path, command: list[str], job: int | Non
 
 
 @contextmanager
-def _launcher_quiet() -> Iterator[None]:
-    """The launcher's own log lines (a traceback per failed rank) and its signal handlers for the span of a
-    launch only: a failure is said once, in prunekit's words, and the job's handlers come back afterwards."""
+def _launching() -> Iterator[None]:
+    """The span of a launch: the launcher's own log lines (a traceback per failed rank) silenced, since a
+    failure is said once in prunekit's words; its signal handlers replaced by the job's again afterwards; and a
+    standard start method, which the ranks inherit (a joblib worker's own, loky, is unknown to a fresh rank)."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)}
-    levels = {name: logging.getLogger(name).level for name in _ELASTIC_LOGGERS}
-    for name in _ELASTIC_LOGGERS:
+    # torch gives each of the launcher's modules a logger with its own level: every one of them is set.
+    names = [name for name in logging.root.manager.loggerDict if name.startswith(_ELASTIC_LOGGERS)]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    start_method = multiprocessing.get_start_method(allow_none=True)
+    if start_method not in multiprocessing.get_all_start_methods():
+        multiprocessing.set_start_method("spawn", force=True)
     try:
         yield
     finally:
+        if start_method != multiprocessing.get_start_method(allow_none=True):
+            multiprocessing.set_start_method(start_method, force=True)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         for sig, handler in handlers.items():
@@ -156,5 +165,6 @@ def slurm_world() -> bool:
         return False
     from submitit.helpers import TorchDistributedEnvironment
 
-    TorchDistributedEnvironment().export()
+    # Every device stays visible: join() picks this rank's by LOCAL_RANK, as under torch's own launcher.
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     return True

@@ -68,7 +68,7 @@ def average(scores: dict[str, torch.Tensor], weight: int) -> dict[str, torch.Ten
         return scores
     names = list(scores)
     total, *summed = sum_([torch.tensor(float(weight), device=scores[names[0]].device),
-                           *(scores[name].to(torch.float64) * weight for name in names)])
+                           *(scores[name].detach().to(torch.float64) * weight for name in names)])
     return {name: (value / total).to(scores[name].dtype) for name, value in zip(names, summed, strict=True)}
 
 
