@@ -44,6 +44,7 @@ def dense_key(cfg: DictConfig, device: torch.device, data_fingerprint: str) -> s
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("download")  # how the files arrived does not change them
     data.pop("root")  # where they lie neither: the fingerprint tells their contents apart
+    data.pop("workers", None)  # nor how many processes read them (the streaming path)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     if model.get("weights") is not None:  # the file's content and classes count, not where it lies
         model["weights"] = weights.identity(model["weights"])

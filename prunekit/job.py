@@ -4,7 +4,6 @@ interruption and a crash each end as one outcome, said or recorded, and only wha
 """
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from prunekit.distributed.launch import RanksFailed, join, run_ranks, slurm_world
+from prunekit.distributed.launch import RanksFailed, join_slurm, run_ranks, run_slurm_task, slurm_rank
 from prunekit.errors import UserError, file_errors
 from prunekit.ownership import OutputDir
 from prunekit.preflight import Plan, resume_command
@@ -120,14 +119,14 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
         threads = threads_per_job(OmegaConf.select(HydraConfig.get(), "launcher.n_jobs"))
         if threads is not None:
             torch.set_num_threads(threads)
-    ranks = slurm_world()
-    if ranks:
-        join(cfg, int(os.environ["LOCAL_RANK"]))
-    if ranks and int(os.environ["RANK"]) > 0:
-        Run(cfg, str(job.run_dir), command, job=job.number).execute()
+    rank = slurm_rank()
+    if rank:  # a task of a SLURM job whose tasks are the ranks, not the first
+        run_slurm_task(cfg, job.run_dir, command, job.number)
         return
     with outcome(job):
-        if cfg.distributed.nproc > 1 and not ranks:
+        if rank == 0:
+            join_slurm(cfg)
+        if cfg.distributed.nproc > 1:
             run_ranks(cfg, job.run_dir, command, job.number)
         else:
             Run(cfg, str(job.run_dir), command, job=job.number).execute()

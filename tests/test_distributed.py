@@ -109,10 +109,26 @@ def _cfg(**distributed) -> OmegaConf:
     ({"backend": "nccl", "nproc": 2}, "distributed.backend=nccl needs CUDA"),
     ({"sync_bn": True, "nproc": 2}, "distributed.sync_bn=true needs CUDA"),
 ])
-def test_what_the_cpu_cannot_do_is_refused_before_the_run(options, message):
-    with pytest.raises(UserError, match=message):
+def test_what_the_cpu_cannot_do_is_refused(options, message, monkeypatch):
+    with pytest.raises(UserError, match=message):  # device=cpu: by the config, before the run
         launch.check_config(_cfg(**options))
+    auto = _cfg(**options)
+    auto.device = "auto"
+    launch.check_config(auto)  # device=auto may find CUDA where the run starts: the machine decides
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=message):
+        launch.check_machine(auto, 2)
     assert launch.backend(_cfg(nproc=2)) == "gloo"
+
+
+def test_more_ranks_than_cuda_devices_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cfg = _cfg(nproc=4)
+    cfg.device = "cuda"
+    launch.check_machine(cfg, 2)
+    with pytest.raises(UserError, match="distributed.nproc=4 but this machine has 2 CUDA devices"):
+        launch.check_machine(cfg, 4)
 
 
 def test_a_last_batch_with_fewer_samples_than_ranks_is_refused(monkeypatch):
@@ -128,11 +144,11 @@ def test_a_slurm_task_of_several_exports_its_rank_from_slurm(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLURM_NTASKS", "1")
-    assert not launch.slurm_world()
+    assert launch.slurm_rank() is None
     for name, value in slurm.items():
         monkeypatch.setenv(name, value)
     try:
-        assert launch.slurm_world()
+        assert launch.slurm_rank() == 1
         assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("1", "2", "1")
         assert os.environ["MASTER_ADDR"] == "node7" and int(os.environ["MASTER_PORT"]) > 0
     finally:

@@ -89,7 +89,8 @@ def write_imagenet(root: Path, wnids: list[str], per_class: int = 3) -> Path:
 
 
 def imagenet_cfg(root: Path, **values):
-    return OmegaConf.structured(ImageNetDataConfig(name="imagenet", root=str(root), image_size=16, **values))
+    return OmegaConf.structured(ImageNetDataConfig(name="imagenet", root=str(root), image_size=16,
+                                                   **{"streaming": False, **values}))
 
 
 def test_imagenet_reads_only_the_selected_class_folders(tmp_path):

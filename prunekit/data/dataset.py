@@ -75,9 +75,7 @@ class Dataset:
     def __post_init__(self) -> None:
         self.fingerprint = fingerprint(self)
         unit = 1 / 255 if self.train.x.dtype == torch.uint8 else 1.0
-        shape = (1, -1) + (1,) * (len(self.input_shape) - 1)
-        self._scale = (unit / self.std).view(shape)
-        self._shift = (-self.mean / self.std).view(shape)
+        self._scale, self._shift = scale_shift(self.mean, self.std, unit, len(self.input_shape))
 
     @property
     def original_classes(self) -> list[int]:
@@ -151,6 +149,13 @@ class Dataset:
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw samples of this dataset (uint8 images or float features) as the network receives them."""
         return torch.addcmul(self._shift, x.to(torch.float32), self._scale)
+
+
+def scale_shift(mean: torch.Tensor, std: torch.Tensor, unit: float, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` with ``x * scale + shift == (x * unit - mean) / std`` per channel (or feature) of samples
+    of ``dims`` dimensions, shaped to broadcast over a batch: :meth:`Dataset.normalise` as one fused multiply-add."""
+    shape = (1, -1) + (1,) * (dims - 1)
+    return (unit / std).view(shape), (-mean / std).view(shape)
 
 
 def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -> Dataset:

@@ -4,7 +4,8 @@
   is torchvision's ImageFolder order and, with all 1000 folders there, the order of the rows of
   torchvision's pretrained classifiers (prunekit/models/weights.py keeps those rows for a class subset).
 - Only the selected classes' folders are read (data.classes, data.class_subset): a 3-class subset costs
-  three folders. The whole set does not fit in memory at 224 (about 190 GB as uint8); subsets are the use.
+  three folders. The whole set does not fit in memory at 224 (about 190 GB as uint8): with every class it
+  streams from the files by default (data.streaming, prunekit/data/streaming.py), a subset is held in memory.
 - Every image is converted to RGB, its shorter side resized to ``round(image_size * 8 / 7)`` and centre
   cropped to ``image_size`` (at 224: the usual 256 and 224). The result is cached per split and class in
   ``data.root/imagenet/prunekit_cache_<image_size>/<split>/<wnid>.pt`` (prunekit/data/images.py).
@@ -23,11 +24,12 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from prunekit.config import DataConfig, ranged
+from prunekit.config import ranged
 from prunekit.data.classes import ClassPick
 from prunekit.data.images import image_files, read_cache, read_images, write_cache
 from prunekit.data.registry import register_dataset
 from prunekit.data.source import Source, data_root
+from prunekit.data.streaming import ImageFiles, StreamingDataConfig
 from prunekit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ RESIZE_RATIO = 8 / 7  # shorter side over crop size: 256 / 224
 
 
 @dataclass
-class ImageNetDataConfig(DataConfig):
-    # Shorter side resized to image_size * 8 / 7, then a centre crop of image_size (224: the usual 256 -> 224).
+class ImageNetDataConfig(StreamingDataConfig):
+    # Shorter side resized to image_size * 8 / 7, then a centre crop of image_size (224: the usual 256 -> 224);
+    # streamed train batches are a RandomResizedCrop of image_size instead (data.augment.resized_crop).
     image_size: int = ranged(224, 1)
 
 
@@ -57,10 +60,34 @@ def check(cfg: DictConfig) -> None:
             )
 
 
-@register_dataset("imagenet", config=ImageNetDataConfig, check=check, reads_selected=True,
-                  description="ImageNet (ILSVRC-2012) wnid folders; only the selected classes are read, resized once and cached")
+def list_files(cfg: DictConfig, pick: ClassPick) -> ImageFiles:
+    """The files of the classes ``pick`` selects, labelled 0..K-1, for the streaming path: train from the train
+    folder and test from the val folder, in the order :func:`load` reads them."""
+    root, chosen, classes, total = _select(cfg, pick)
+    split_files = {}
+    for split in ("train", "val"):
+        names = [[f"{split}/{wnid}/{name}" for name in _image_files(root / split / wnid)] for wnid in chosen]
+        labels = torch.cat([torch.full((len(part),), label, dtype=torch.long) for label, part in enumerate(names)])
+        split_files[split] = [name for part in names for name in part], labels
+    return ImageFiles(root, *split_files["train"], *split_files["val"], len(chosen), cfg.image_size,
+                      _resize_and_crop, MEAN, STD, classes=classes, total_classes=total)
+
+
+@register_dataset("imagenet", config=ImageNetDataConfig, check=check, reads_selected=True, files=list_files,
+                  description="ImageNet (ILSVRC-2012) wnid folders; streamed from the files, or the selected classes "
+                              "read, resized once and cached")
 def load(cfg: DictConfig, pick: ClassPick) -> Source:
     """The images of the classes ``pick`` selects (every class without a selection), relabelled 0..K-1."""
+    root, chosen, classes, total = _select(cfg, pick)
+    train_x, train_y = _read_split(root, "train", chosen, cfg.image_size)
+    test_x, test_y = _read_split(root, "val", chosen, cfg.image_size)
+    return Source(train_x, train_y, test_x, test_y, len(chosen), classes=classes, total_classes=total,
+                  mean=MEAN, std=STD)
+
+
+def _select(cfg: DictConfig, pick: ClassPick) -> tuple[Path, list[str], list[int] | None, int | None]:
+    """The ImageNet folder, the wnids of the classes ``pick`` selects in the order of their labels, their labels
+    among all wnids (None: every class) and the number of all wnids (None: every class)."""
     check(cfg)
     root = imagenet_dir(cfg)
     wnids = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
@@ -74,12 +101,7 @@ def load(cfg: DictConfig, pick: ClassPick) -> Source:
         )
     classes = pick.resolve(len(wnids))
     chosen = [wnids[label] for label in (classes if classes is not None else range(len(wnids)))]
-    train_x, train_y = _read_split(root, "train", chosen, cfg.image_size)
-    test_x, test_y = _read_split(root, "val", chosen, cfg.image_size)
-    return Source(
-        train_x, train_y, test_x, test_y, len(chosen), classes=classes,
-        total_classes=len(wnids) if classes is not None else None, mean=MEAN, std=STD,
-    )
+    return root, chosen, classes, len(wnids) if classes is not None else None
 
 
 def _read_split(root: Path, split: str, wnids: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,14 +33,19 @@ def read_images(folder: Path, files: list[str], size: int, fit: Fit) -> torch.Te
     """``files`` (paths relative to ``folder``) as RGB uint8 N x 3 x size x size, each made square by ``fit``."""
     pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
     for i, name in enumerate(files):
-        with file_errors(folder / name, "read"):  # a permission or a disk, not the image's bytes
-            file = open(folder / name, "rb")
-        try:
-            with file, Image.open(file) as image:
-                pixels[i] = np.asarray(fit(image.convert("RGB"), size))
-        except OSError as error:
-            raise UserError(f"{folder / name}: not a readable image ({reason(error)}); replace or delete it") from error
+        pixels[i] = np.asarray(fit(open_rgb(folder / name), size))
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """The image in the file ``path`` as RGB; a file that cannot be opened or decoded is a UserError naming it."""
+    with file_errors(path, "read"):  # a permission or a disk, not the image's bytes
+        file = open(path, "rb")
+    try:
+        with file, Image.open(file) as image:
+            return image.convert("RGB")
+    except OSError as error:
+        raise UserError(f"{path}: not a readable image ({reason(error)}); replace or delete it") from error
 
 
 def read_cache(path: Path, files: list[str], size: int, dataset: str) -> torch.Tensor | None:

@@ -53,18 +53,33 @@ def backend(cfg: DictConfig) -> str:
     """The process group's backend: nccl for CUDA runs, gloo for the CPU, unless ``distributed.backend`` says."""
     if cfg.distributed.backend != "auto":
         return cfg.distributed.backend
-    return "nccl" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "gloo"
+    return "nccl" if _on_cuda(cfg) else "gloo"
+
+
+def _on_cuda(cfg: DictConfig) -> bool:
+    return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Refuse, before anything is written, what the ranks could not honour on this machine."""
-    ranks, cuda = cfg.distributed.nproc, cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if backend(cfg) == "nccl" and not cuda:
-        raise UserError(f"distributed.backend=nccl needs CUDA, but this run is on the CPU (device={cfg.device}); "
-                        "use distributed.backend=gloo or auto")
-    if cfg.distributed.sync_bn and not cuda:
+    """Refuse, before anything is written, the distributed options a CPU run (``device=cpu``) cannot honour."""
+    if cfg.device == "cpu" and cfg.distributed.backend == "nccl":
+        raise UserError("distributed.backend=nccl needs CUDA, but this run is on the CPU (device=cpu); use "
+                        "distributed.backend=gloo or auto")
+    if cfg.device == "cpu" and cfg.distributed.sync_bn:
         raise UserError("distributed.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); on the CPU "
                         "leave it false: each rank normalises by its share of the batch")
+
+
+def check_machine(cfg: DictConfig, ranks: int) -> None:
+    """Refuse what ``ranks`` ranks cannot do on this machine: nccl or synchronised BatchNorm without CUDA, more
+    ranks than CUDA devices."""
+    cuda = _on_cuda(cfg)
+    if backend(cfg) == "nccl" and not cuda:
+        raise UserError(f"distributed.backend=nccl needs CUDA, but this machine has no CUDA device (device="
+                        f"{cfg.device}); use distributed.backend=gloo or auto")
+    if cfg.distributed.sync_bn and not cuda:
+        raise UserError("distributed.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel), but this run "
+                        "is on the CPU; leave it false: each rank normalises by its share of the batch")
     if cuda and ranks > torch.cuda.device_count():
         raise UserError(f"distributed.nproc={ranks} but this machine has {torch.cuda.device_count()} CUDA devices; "
                         "one rank per device: choose at most that many")
@@ -78,6 +93,7 @@ def run_ranks(cfg: DictConfig, run_dir: Path, command: list[str], job: int | Non
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     ranks = cfg.distributed.nproc
+    check_machine(cfg, ranks)
     launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=ranks, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
                           start_method="spawn")
@@ -139,6 +155,7 @@ def run_rank(task: RankTask) -> None:
         sys.stdout = sys.stderr = open(os.devnull, "w")
     try:
         Run(cfg, task.run_dir, task.command, job=task.job).execute()
+        dist.barrier()  # the others wait for rank 0's last files: no rank leaves while another still talks to it
     except UserError as err:
         (Path(task.messages) / f"rank-{dist.get_rank()}").write_text(str(err))
         sys.exit(2)
@@ -158,13 +175,34 @@ def join(cfg: DictConfig, local_rank: int) -> None:
     dist.init_process_group(backend(cfg))
 
 
-def slurm_world() -> bool:
-    """Whether this process is one task of a SLURM job with several tasks (submitit's launcher with
-    ``tasks_per_node`` > 1): then the environment torch.distributed reads is set from SLURM's and True."""
+def slurm_rank() -> int | None:
+    """This process's rank when it is one task of a SLURM job with several (submitit's launcher with
+    ``tasks_per_node`` > 1), with the environment torch.distributed reads set from SLURM's; else None."""
     if int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or "SUBMITIT_EXECUTOR" not in os.environ:
-        return False
+        return None
     from submitit.helpers import TorchDistributedEnvironment
 
     # Every device stays visible: join() picks this rank's by LOCAL_RANK, as under torch's own launcher.
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-    return True
+    return TorchDistributedEnvironment().export(set_cuda_visible_devices=False).rank
+
+
+def join_slurm(cfg: DictConfig) -> None:
+    """Join the process group of the SLURM job's tasks, after refusing what they cannot do."""
+    if cfg.distributed.nproc > 1:
+        raise UserError(f"distributed.nproc={cfg.distributed.nproc} inside a SLURM job of {os.environ['WORLD_SIZE']} "
+                        "tasks: the tasks are the ranks already; leave distributed.nproc at 1")
+    check_machine(cfg, int(os.environ["LOCAL_WORLD_SIZE"]))
+    join(cfg, int(os.environ["LOCAL_RANK"]))
+
+
+def run_slurm_task(cfg: DictConfig, run_dir: Path, command: list[str], job: int | None) -> None:
+    """A task after the first of a SLURM job whose tasks are the ranks: the first speaks for the job (its lock,
+    its outcome), this one runs its rank and says a user error in one line of its own log."""
+    from prunekit.pipeline import Run
+
+    try:
+        join_slurm(cfg)
+        Run(cfg, str(run_dir), command, job=job).execute()
+    except UserError as err:
+        print(f"prunekit: error: {err}", file=sys.stderr)
+        sys.exit(2)

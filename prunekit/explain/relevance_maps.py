@@ -53,9 +53,8 @@ def draw_relevance_maps(run: FinishedRun, out_dir: pathlib.Path) -> dict:
     reference = reference_index(dataset.train.y, run.cfg.method.samples_per_class, seed)
     generator = torch.Generator().manual_seed(rng.fold(seed))
     index = reference[torch.randperm(len(reference), generator=generator)[:HEATMAP_SAMPLES]].sort().values
-    index = index.to(dataset.train.y.device)
-    x = dataset.normalise(dataset.train.x.index_select(0, index))
-    y = dataset.train.y.index_select(0, index)
+    x, y = dataset.samples("train", index)
+    x = dataset.normalise(x)
     relevance = input_relevance(run.model, x.view(len(x), *run.input_shape), y, run.cfg.method.composite)
     plot_relevance_maps(x, relevance, y, run.input_shape, out_dir / "relevance_maps.png")
     return {}

@@ -24,6 +24,7 @@ from torch import nn
 
 from prunekit import rng
 from prunekit.config import FRACTION, MethodConfig, one_of, ranged
+from prunekit.data.registry import streams
 from prunekit.distributed import world
 from prunekit.errors import UserError
 from prunekit.pruning.clusters import feature_clusters
@@ -100,6 +101,9 @@ class Crespr(PruningMethod):
         if method.scope == "layer":
             raise UserError("method.scope='layer' is not allowed for method=crespr, which ranks inside modules; "
                             "choose auto or global")
+        if streams(cfg.data):  # its input clusters are drawn from every training sample at once
+            raise UserError("method=crespr clusters the input features over the whole training split, which a "
+                            "streaming dataset does not hold; set data.streaming=false")
         widths = hidden_widths(cfg.model)
         if not widths:
             raise UserError(f"method=crespr splits hidden layers into modules, but model={cfg.model.name} has none; "
