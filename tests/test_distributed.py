@@ -79,6 +79,14 @@ def test_in_one_process_the_collectives_leave_everything_as_it_is():
         assert trained is model
 
 
+def test_every_rank_after_the_first_draws_noise_of_its_own(monkeypatch):
+    seeds = set()
+    for rank in range(3):
+        monkeypatch.setattr(world, "rank", lambda rank=rank: rank)
+        seeds.add(world.rank_seed(11))
+    assert len(seeds) == 3 and 11 in seeds  # rank 0 draws what one process draws
+
+
 def test_the_mask_digest_tells_masks_apart():
     ones = {"0.weight_mask": torch.ones(2, 3, dtype=torch.bool)}
     flipped = {"0.weight_mask": ones["0.weight_mask"].clone()}

@@ -157,6 +157,8 @@ def run_rank(task: RankTask) -> None:
         Run(cfg, task.run_dir, task.command, job=task.job).execute()
         dist.barrier()  # the others wait for rank 0's last files: no rank leaves while another still talks to it
     except UserError as err:
+        if cfg.debug:  # debug=true: the traceback of where the rank found it, not only the job's
+            traceback.print_exc(file=sys.__stderr__)
         (Path(task.messages) / f"rank-{dist.get_rank()}").write_text(str(err))
         sys.exit(2)
     except Exception:
