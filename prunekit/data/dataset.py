@@ -213,9 +213,10 @@ def assemble(name: str, source: Source, cfg: DictConfig, device: torch.device) -
     )
 
 
-def check_splits(name: str, cfg: DictConfig, source: Source, train: int, val: int) -> None:
+def check_splits(name: str, cfg: DictConfig, source, train: int, val: int) -> None:
     """Refuse a train or test split without a sample, naming the options that emptied it; warn when
-    data.val_fraction asks for validation samples and rounding leaves none."""
+    data.val_fraction asks for validation samples and rounding leaves none. ``source``: what was read, with
+    ``classes``, ``train_y`` and ``test_y`` (a :class:`Source`, or the streaming path's ImageFiles)."""
     kept = ""
     if cfg.get("classes") is not None:
         kept = f" of data.classes={list(cfg.classes)}"
