@@ -85,8 +85,8 @@ def _record_weights_after_step(monkeypatch, step: int) -> dict:
     """The dense weights after optimiser step ``step`` of the first training, seen from outside the stages."""
     seen, original = {}, engine.train_step
 
-    def recording(model, optimizer, x, y, hooks, at, accelerated=None):
-        out = original(model, optimizer, x, y, hooks, at, accelerated)
+    def recording(model, optimizer, x, y, hooks, at, accelerated=None, share=1.0):
+        out = original(model, optimizer, x, y, hooks, at, accelerated, share)
         if at == step and "weights" not in seen:
             seen["weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return out
