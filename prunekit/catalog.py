@@ -20,6 +20,7 @@ from prunekit.pruning.criteria import CRITERIA
 from prunekit.pruning.methods import METHODS
 from prunekit.pruning.schedules import SCHEDULES
 from prunekit.registry import plugin_config_dirs
+from prunekit.trackers import TRACKERS
 from prunekit.validation import constraints
 
 
@@ -63,6 +64,7 @@ def catalog() -> dict[str, list[tuple[str, str]]]:
         "experiment": [(p.stem, describe(p)) for p in presets],
         "study": [(p.stem, describe(p)) for p in studies],
         "figure": _drawings(),
+        "logger": [(e.name, e.description) for e in TRACKERS.entries()],
     }
 
 
@@ -81,7 +83,8 @@ def print_catalog() -> None:
         console.print()
 
 
-NODES = {"dataset": "data", "model": "model", "method": "method", "schedule": "schedule"}  # group -> config node
+# group -> the config node its choice fills (a tracker's options sit under its own name: logger=[a,b] fills both)
+NODES = {"dataset": "data", "model": "model", "method": "method", "schedule": "schedule", "logger": "logger.{name}"}
 
 
 def options(group: str, name: str) -> list[tuple[str, str, str]]:
@@ -96,10 +99,11 @@ def options(group: str, name: str) -> list[tuple[str, str, str]]:
     known = [choice for choice, _ in catalog()[group]]
     if name not in known:
         raise UserError(f"{group}={name!r} is unknown; choose one of: {', '.join(known)}")
+    path = NODES[group].format(name=name)
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="list"):
-        node = compose("train", overrides=[f"{group}={name}"])[NODES[group]]
+        node = OmegaConf.select(compose("train", overrides=[f"{group}={name}"]), path)
     schema = node._metadata.object_type
-    return [(f"{NODES[group]}.{key}", str(OmegaConf.to_container(node, resolve=True)[key]), _allowed(schema, key))
+    return [(f"{path}.{key}", str(OmegaConf.to_container(node, resolve=True)[key]), _allowed(schema, key))
             for key in node if key != "name"]
 
 

@@ -210,12 +210,15 @@ class TrainConfig:
     deterministic: bool = False
     cudnn: CudnnConfig = field(default_factory=CudnnConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    # The experiment trackers (prunekit/trackers), one node per chosen one: logger=tensorboard, logger=[a,b]
+    logger: Any = field(default_factory=dict)
     paper: dict[str, Any] = field(default_factory=dict)  # an experiment's published claim, free-form, for reports
 
 
 # The modules that hold a registry whose entries are config groups (prunekit/registry.py); imported by name so
 # that this low-level module depends on none of them.
-REGISTRY_MODULES = ("prunekit.data.registry", "prunekit.models", "prunekit.pruning.methods", "prunekit.pruning.schedules")
+REGISTRY_MODULES = ("prunekit.data.registry", "prunekit.models", "prunekit.pruning.methods", "prunekit.pruning.schedules",
+                    "prunekit.trackers")
 
 
 def register_schemas() -> None:

@@ -120,16 +120,17 @@ def run_job(cfg: DictConfig, plan: Plan, command: list[str]) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
     rank = slurm_rank()
+    sweep = Path(job.sweep_dir) if job.number is not None else None
     if rank:  # a task of a SLURM job whose tasks are the ranks, not the first
-        run_slurm_task(cfg, job.run_dir, command, job.number)
+        run_slurm_task(cfg, job.run_dir, command, job.number, sweep)
         return
     with outcome(job):
         if rank == 0:
             join_slurm(cfg)
         if cfg.distributed.nproc > 1:
-            run_ranks(cfg, job.run_dir, command, job.number)
+            run_ranks(cfg, job.run_dir, command, job.number, sweep)
         else:
-            Run(cfg, str(job.run_dir), command, job=job.number).execute()
+            Run(cfg, str(job.run_dir), command, job=job.number, sweep=sweep).execute()
 
 
 def launch(task: Callable[[], None], plan: Plan, command: list[str]) -> int:

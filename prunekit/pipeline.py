@@ -6,6 +6,10 @@ interrupted, ending with the same result as a run that never was.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +27,7 @@ from prunekit.rundir import SUMMARY, RunDir
 from prunekit.stages import stages_for
 from prunekit.stages.rewind import check_rewind
 from prunekit.state import ModelSpec, RunState
+from prunekit.trackers.session import TrackerSession
 
 _IGNORED_ON_RESUME = ("resume", "debug")  # keys that may differ between a run and its resumption
 
@@ -80,8 +85,10 @@ class Run:
     config, directory, console and checkpoints through it. Under several ranks every rank executes it and
     rank 0 alone writes."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str, command: list[str], job: int | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: str, command: list[str], job: int | None = None,
+                 sweep: Path | None = None):
         self.cfg, self.dir, self.command = cfg, RunDir(run_dir, writes=world.is_main()), command
+        self.sweep = sweep  # the sweep's folder of a sweep's job (its trackers group the sweep's runs)
         self.device = resolve_device(cfg.device)
         self.acceleration = Acceleration.from_config(cfg, self.device)  # precision, channels_last, compile, ...
         self.console = RunConsole(job=job)  # job: the number of a sweep's job, which labels its lines
@@ -151,9 +158,25 @@ class Run:
         self.console.line(f"run directory: {self.dir.root}")
         self.dir.write_env(cfg.seed, self.device, self.command)
         self.dir.make_figures()
-        with self.acceleration.process_settings(), self.console.running():
+        with self.acceleration.process_settings(), self.console.running(), self._tracked() as finished:
             for index in range(start, len(stages)):
                 continuing = resume if resume and not resume["done"] and index == start else None
                 state = stages[index].run(self, state, continuing)
+            finished.append(True)
         self.console.line(f"results in {self.dir.root}")
         return state
+
+    @contextmanager
+    def _tracked(self) -> Iterator[list]:
+        """The run's trackers (rank 0's), told what the run directory is told, closed however the run ends; the
+        list yielded gets an entry when the run finished."""
+        if not world.is_main():
+            yield []
+            return
+        session, finished = TrackerSession(self.cfg.logger, self.dir.root, self.sweep, self.cfg), []
+        self.dir.observers.append(session)
+        try:
+            yield finished
+        finally:
+            self.dir.observers.remove(session)
+            session.close(bool(finished))

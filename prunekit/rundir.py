@@ -53,6 +53,8 @@ class RunDir:
 
     def __init__(self, root: str | Path, writes: bool = True):
         self.root, self.writes = Path(root), writes
+        # Told every record and the summary as they are written (prunekit/trackers/session.py's TrackerSession).
+        self.observers: list = []
         self.checkpoints = self.root / CHECKPOINTS
         self.figures = self.root / FIGURES
 
@@ -67,6 +69,8 @@ class RunDir:
             self.root.mkdir(parents=True, exist_ok=True)
             with open(self.root / METRICS, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        for observer in self.observers:
+            observer.record(record)
 
     def make_figures(self) -> None:
         """Create figures/ (a link to nowhere or a file of that name is refused in one line)."""
@@ -94,6 +98,8 @@ class RunDir:
         if not self.writes:
             return
         atomic_write_json(summary, self.root / SUMMARY)
+        for observer in self.observers:
+            observer.summary(summary, self.root)
 
     def write_layers(self, rows: list[dict]) -> None:
         if not self.writes:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig
 
 from prunekit.distributed.launch import check_config as check_distributed
 from prunekit.errors import UserError
+from prunekit.trackers import check_installed
 from prunekit.models import weights
 from prunekit.pruning.methods import get_method_class
 from prunekit.pruning.schedules import SCHEDULES
@@ -98,6 +99,7 @@ def validate(cfg: DictConfig, given: frozenset[str] = frozenset()) -> None:
                         f"{cfg.schedule.name} prunes a little at every update; use schedule=imp, iterative or one_shot")
     weights.check_request(cfg.model)
     check_distributed(cfg)
+    check_installed(cfg.logger)
     method_class = get_method_class(cfg.method.name)
     method_class.validate(cfg)
     target = method_class.schedule_target(cfg.method)

@@ -45,6 +45,7 @@ class RankTask:
     run_dir: str
     command: list[str]
     job: int | None
+    sweep: Path | None
     messages: str
     threads: int
 
@@ -85,7 +86,7 @@ def check_machine(cfg: DictConfig, ranks: int) -> None:
                         "one rank per device: choose at most that many")
 
 
-def run_ranks(cfg: DictConfig, run_dir: Path, command: list[str], job: int | None) -> None:
+def run_ranks(cfg: DictConfig, run_dir: Path, command: list[str], job: int | None, sweep: Path | None) -> None:
     """Run the job as ``distributed.nproc`` ranks and wait for them. A rank's user error is raised here as it
     was said there; a rank that died or crashed raises :class:`RanksFailed`; Ctrl-C or SIGTERM, an interruption."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -98,7 +99,7 @@ def run_ranks(cfg: DictConfig, run_dir: Path, command: list[str], job: int | Non
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
                           start_method="spawn")
     with tempfile.TemporaryDirectory(prefix="prunekit-ranks-") as messages, _launching():
-        task = RankTask(OmegaConf.to_container(cfg, resolve=True), str(run_dir), command, job, messages,
+        task = RankTask(OmegaConf.to_container(cfg, resolve=True), str(run_dir), command, job, sweep, messages,
                         max(1, torch.get_num_threads() // ranks))  # the ranks share this job's cores
         try:
             elastic_launch(launch, run_rank)(task)
@@ -154,7 +155,7 @@ def run_rank(task: RankTask) -> None:
     if quiet:  # its tracebacks still reach the terminal, through sys.__stderr__
         sys.stdout = sys.stderr = open(os.devnull, "w")
     try:
-        Run(cfg, task.run_dir, task.command, job=task.job).execute()
+        Run(cfg, task.run_dir, task.command, job=task.job, sweep=task.sweep).execute()
         dist.barrier()  # the others wait for rank 0's last files: no rank leaves while another still talks to it
     except UserError as err:
         if cfg.debug:  # debug=true: the traceback of where the rank found it, not only the job's
@@ -197,14 +198,14 @@ def join_slurm(cfg: DictConfig) -> None:
     join(cfg, int(os.environ["LOCAL_RANK"]))
 
 
-def run_slurm_task(cfg: DictConfig, run_dir: Path, command: list[str], job: int | None) -> None:
+def run_slurm_task(cfg: DictConfig, run_dir: Path, command: list[str], job: int | None, sweep: Path | None) -> None:
     """A task after the first of a SLURM job whose tasks are the ranks: the first speaks for the job (its lock,
     its outcome), this one runs its rank and says a user error in one line of its own log."""
     from prunekit.pipeline import Run
 
     try:
         join_slurm(cfg)
-        Run(cfg, str(run_dir), command, job=job).execute()
+        Run(cfg, str(run_dir), command, job=job, sweep=sweep).execute()
     except UserError as err:
         print(f"prunekit: error: {err}", file=sys.stderr)
         sys.exit(2)
