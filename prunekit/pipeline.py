@@ -29,7 +29,7 @@ from prunekit.stages.rewind import check_rewind
 from prunekit.state import ModelSpec, RunState
 from prunekit.trackers.session import TrackerSession
 
-_IGNORED_ON_RESUME = ("resume", "debug")  # keys that may differ between a run and its resumption
+_IGNORED_ON_RESUME = ("resume", "debug", "logger")  # keys that may differ between a run and its resumption
 
 
 def resolve_device(name: str) -> torch.device:

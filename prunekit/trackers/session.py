@@ -20,12 +20,12 @@ STATE = "trackers.json"
 _NOT_VALUES = ("stage", "epoch", "epochs")  # what places an epoch record, not what it measured
 
 
-def flatten(values: dict, prefix: str = "") -> dict:
-    """Nested dicts as one level with ``/``-joined keys (``latency_ms/dense/b1``)."""
+def flatten(values: dict, prefix: str = "", sep: str = "/") -> dict:
+    """Nested dicts as one level with ``sep``-joined keys (``latency_ms/dense/b1``; a config's ``method.sparsity``)."""
     flat = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}/"))
+            flat.update(flatten(value, f"{prefix}{key}{sep}", sep))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -54,7 +54,7 @@ class TrackerSession:
             own = saved["trackers"].get(tracker)
             self.trackers[tracker] = TRACKERS.get(tracker).target(logger[tracker], run, own)
             if own is None:
-                self.trackers[tracker].log_config({k: str(v) for k, v in flatten(run.config).items()})
+                self.trackers[tracker].log_config({k: str(v) for k, v in flatten(run.config, sep=".").items()})
         self._save()
 
     def record(self, record: dict) -> None:
