@@ -137,9 +137,10 @@ def test_a_killed_rank_stops_the_run_and_resume_continues_it_to_the_same_numbers
 @pytest.mark.slow
 def test_a_sweep_of_one_and_two_ranks_trains_and_prunes_alike(cli, tmp_path):
     """Each job of a joblib sweep is a run, here one on one rank and one on two: the same masks, the same weights
-    up to the order of the sums, and one run directory per job, written once."""
-    code, _, err = cli("train", "-m", *RUN, "distributed.nproc=1,2", "hydra/launcher=joblib",
-                       "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep")
+    up to the order of the sums, and one run directory per job, written once, its tracker's files too."""
+    # The sweep's folder absolute: joblib's workers outlive a test, in the folder of the test that started them.
+    code, _, err = cli("train", "-m", *RUN, "distributed.nproc=1,2", "logger=tensorboard", "hydra/launcher=joblib",
+                       "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert code == 0, err
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert jobs == ["0", "1"]
@@ -159,3 +160,4 @@ def test_a_sweep_of_one_and_two_ranks_trains_and_prunes_alike(cli, tmp_path):
             if key in a:
                 assert b[key] == pytest.approx(a[key], abs=1e-4), key
     assert read_summary(two)["accuracy"] == pytest.approx(read_summary(one)["accuracy"], abs=1e-9)
+    assert len(list((two / "tensorboard").iterdir())) == 1  # rank 0 alone logs to the trackers

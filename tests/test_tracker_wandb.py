@@ -1,18 +1,16 @@
-"""logger=wandb: offline runs in the run directory, read back from the .wandb files W&B writes (the records of
-wandb's own protobuf schema, in the block format `wandb sync` replays): the history per epoch, the config, the
-summary, one group per sweep, and one run id across a resumption with no step logged twice."""
+"""logger=wandb: readers of the offline runs W&B writes in the run directory (the records of wandb's own protobuf
+schema, in the block format `wandb sync` replays), used by tests/test_trackers.py's runs, sweeps and resumptions
+shared by the three trackers; and the mode a run chooses."""
 import json
 import struct
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from conftest import interrupt_after, read_metrics, read_summary
+from conftest import read_metrics
 from prunekit.errors import UserError
 from prunekit.trackers.wandb import resolve_mode
 
-QUICK = ("train.epochs=2", "prune.epochs=1", "finetune.epochs=1", "latency=false", "logger=wandb")
 BLOCK, HEADER = 32768, 7  # the .wandb file: a 7-byte file header, then records in 32 KiB blocks of chunks
 FULL, LAST = 1, 4  # chunk kinds that end a record (FIRST and MIDDLE ones continue into the next chunk)
 
@@ -100,57 +98,3 @@ def test_the_mode_is_the_option_then_wandb_mode_then_offline(monkeypatch):
         resolve_mode(None)
     with pytest.raises(UserError, match="logger.wandb.mode='shared'"):
         resolve_mode("shared")
-
-
-@pytest.mark.slow
-def test_an_offline_run_holds_the_epochs_config_summary_and_figures(cli, tmp_path):
-    code, out, err = cli("train", *QUICK, "hydra.run.dir=run")
-    assert code == 0, err
-    assert "wandb" not in out and "wandb:" not in err  # W&B's own console lines stay out of prunekit's
-    run_dir = tmp_path / "run"
-    [run] = offline_runs(run_dir / "wandb")
-    assert run["folder"].startswith("offline-run-") and run["exit_code"] == 0
-    assert run["id"] == json.loads((run_dir / "trackers.json").read_text())["trackers"]["wandb"]["id"]
-    assert run["name"] == "run" and run["group"] == ""
-    # one row per epoch record, at the run's step (1, 2, ...), holding exactly metrics.jsonl's numbers
-    rows = epoch_rows(run_dir)
-    for step, expected in enumerate(rows, start=1):
-        assert measured(run["history"][step]) == expected, step
-    # then the figures, as W&B images copied into the run
-    figures = run["history"][len(rows) + 1]
-    assert {key.split("/")[1] for key in figures if key.startswith("figures/")} == \
-        {path.stem for path in (run_dir / "figures").glob("*.png")}
-    assert all(figures[key] == "image-file" for key in figures if key.endswith("/_type"))
-    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    assert run["config"]["method"]["sparsity"] == config.method.sparsity
-    assert run["summary"]["accuracy"] == read_summary(run_dir)["accuracy"]
-
-
-@pytest.mark.slow
-def test_a_sweeps_runs_are_one_group(cli, tmp_path):
-    code, _, err = cli("train", "-m", "seed=0,1", *QUICK, "hydra.sweep.dir=sweep")
-    assert code == 0, err
-    runs = offline_runs(tmp_path / "sweep")
-    assert [run["group"] for run in runs] == ["sweep", "sweep"]
-    assert len({run["id"] for run in runs}) == 2 and {run["name"] for run in runs} == {"0", "1"}
-    assert [run["config"]["seed"] for run in runs] == [0, 1] and all(run["exit_code"] == 0 for run in runs)
-
-
-@pytest.mark.slow
-def test_a_resumed_run_continues_the_same_wandb_run_without_logging_a_step_twice(cli, tmp_path, monkeypatch):
-    # last.pt is written after each epoch and at the end of each stage: stop after the dense stage's
-    restore = interrupt_after(monkeypatch, 3)
-    assert cli("train", *QUICK, "hydra.run.dir=run")[0] == 130
-    restore()
-    assert cli("train", *QUICK, "hydra.run.dir=run", "resume=true")[0] == 0
-    # offline, each process writes its own folder: `wandb sync` replays them, in order, into one run
-    stopped, resumed = offline_runs(tmp_path / "run" / "wandb")
-    assert stopped["id"] == resumed["id"]
-    assert (stopped["exit_code"], resumed["exit_code"]) == (1, 0)
-    assert stopped["history"] and not set(stopped["history"]) & set(resumed["history"])
-    history = stopped["history"] | resumed["history"]
-    rows = epoch_rows(tmp_path / "run")
-    assert sorted(history) == list(range(1, len(rows) + 2))  # every epoch once, then the figures
-    # the epoch the stopped run logged and the resumed one recomputed holds the same numbers but for its timing
-    for step, expected in enumerate(rows, start=1):
-        assert untimed(measured(history[step])) == untimed(expected), step

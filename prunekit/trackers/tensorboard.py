@@ -3,7 +3,8 @@ torch's SummaryWriter. A sweep's jobs each write their own folder under the swee
 <sweep dir>`` shows them side by side, one run per job.
 
 Scalars: ``<stage>/<figure>`` at the epoch of that stage (``dense/val_accuracy`` at 1, 2, ...), the summary as
-``summary/<figure>`` at step 0, the config as one text block (``config``) and the figures as images. A resumed
+``summary/<figure>`` at step 0, the config as hyperparameters (the HParams dashboard, against the summary's
+accuracy, density and FLOPs) and as one text block (``config``), and the figures as images. A resumed
 run appends to the same folder; the records it already holds are not sent again.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prunekit.config import ranged
 from prunekit.trackers import TrackedRun, Tracker, register_tracker
 
 FOLDER = "tensorboard"
+HPARAM_METRICS = ("summary/accuracy", "summary/val_accuracy", "summary/density", "summary/flops_fraction")
 
 
 @dataclass
@@ -41,6 +43,12 @@ class TensorBoard(Tracker):
         return {"log_dir": FOLDER}
 
     def log_config(self, config: dict[str, str]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        # The HParams dashboard (each run's config beside its final figures), written into this run's own event
+        # file: SummaryWriter.add_hparams would open a folder of its own per call.
+        for summary in hparams(config, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            self.writer.file_writer.add_summary(summary)
         table = "\n".join(f"| {key} | {value} |" for key, value in config.items())
         self.writer.add_text("config", "| key | value |\n| --- | --- |\n" + table, 0)
 
