@@ -1,6 +1,6 @@
-"""Runs on two ranks of gloo on the CPU: the same masks on every rank for every criterion that reads data, a killed
-rank that stops the run which resume=true continues to the uninterrupted run's numbers, and a sweep whose jobs are
-runs on one and two ranks with the same numbers, each in one run directory written once."""
+"""Runs on two ranks of gloo on the CPU: the same masks on every rank for every criterion that reads data; a sweep
+whose jobs are runs on one and two ranks with the same numbers, each in one run directory written once; and a
+killed rank that stops the run, which resume=true continues to the uninterrupted run's numbers."""
 import hashlib
 import json
 import os
@@ -18,7 +18,8 @@ import torch.multiprocessing as mp
 from conftest import read_metrics, read_summary
 from prunekit.errors import UserError
 
-RUN = ("train.epochs=2", "prune.epochs=2", "finetune.epochs=1", "latency=false", "figures=false")
+# 12 dense epochs: time enough to kill a rank in the dense stage
+RUN = ("train.epochs=12", "prune.epochs=2", "finetune.epochs=1", "latency=false", "figures=false")
 # Every method whose scores read training samples, with what it needs to read them.
 READERS = {"lrp": [], "taylor": [], "gradient": [], "snip": [], "grasp": [], "wanda": [], "sparsegpt": [],
            "crespr": ["method.criterion=obd", "model.hidden=[32,16]"]}
@@ -107,37 +108,10 @@ def _ranks_of(parent: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_stops_the_run_and_resume_continues_it_to_the_same_numbers(cli, tmp_path):
-    run = ("train.epochs=12", "prune.epochs=2", "finetune.epochs=1", "latency=false", "figures=false",
-           "distributed.nproc=2")
-    assert cli("train", *run, "hydra.run.dir=whole", "cache_dir=c1")[0] == 0
-    env = {**os.environ, "PRUNEKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "prunekit", "train", *run, "hydra.run.dir=broken", "cache_dir=c2"]
-    parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    last = tmp_path / "broken" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120
-    while not (last.exists() and torch.load(last, weights_only=True)["epoch"] >= 3):
-        assert parent.poll() is None and time.monotonic() < deadline, parent.communicate()
-        time.sleep(0.05)
-    ranks = _ranks_of(parent.pid)
-    assert len(ranks) == 2
-    os.kill(ranks[1], signal.SIGKILL)
-    _, err = parent.communicate(timeout=120)
-    assert parent.returncode == 1
-    assert "rank 1 of 2 was killed by signal SIGKILL" in err and "continue with: prunekit train" in err
-    assert not (tmp_path / "broken" / "summary.json").exists()
-    code, _, err = cli("train", *run, "hydra.run.dir=broken", "cache_dir=c2", "resume=true")
-    assert code == 0, err
-    whole, resumed = read_summary(tmp_path / "whole"), read_summary(tmp_path / "broken")
-    for key in ("accuracy", "loss", "val_accuracy", "density", "dense_accuracy"):
-        assert resumed[key] == whole[key], key
-
-
-@pytest.mark.slow
-def test_a_sweep_of_one_and_two_ranks_trains_and_prunes_alike(cli, tmp_path):
+def test_a_sweep_of_one_and_two_ranks_trains_alike_and_a_killed_rank_resumes_to_the_same_numbers(cli, tmp_path):
     """Each job of a joblib sweep is a run, here one on one rank and one on two: the same masks, the same weights
-    up to the order of the sums, and one run directory per job, written once, its tracker's files too."""
+    up to the order of the sums, and one run directory per job, written once, its tracker's files too. Then the
+    two-rank job again, a rank killed and the run resumed (one test: the sweep's job is the uninterrupted run)."""
     # The sweep's folder absolute: joblib's workers outlive a test, in the folder of the test that started them.
     code, _, err = cli("train", "-m", *RUN, "distributed.nproc=1,2", "logger=tensorboard", "hydra/launcher=joblib",
                        "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
@@ -161,3 +135,31 @@ def test_a_sweep_of_one_and_two_ranks_trains_and_prunes_alike(cli, tmp_path):
                 assert b[key] == pytest.approx(a[key], abs=1e-4), key
     assert read_summary(two)["accuracy"] == pytest.approx(read_summary(one)["accuracy"], abs=1e-9)
     assert len(list((two / "tensorboard").iterdir())) == 1  # rank 0 alone logs to the trackers
+    _kill_a_rank_and_resume(cli, tmp_path, read_summary(two))
+
+
+def _kill_a_rank_and_resume(cli, tmp_path: Path, whole: dict) -> None:
+    """The sweep's two-rank job run again and a rank killed (kill -9) in its dense stage: the run stops with one
+    line and the command that continues it, and resume=true ends with the uninterrupted job's numbers."""
+    run = (*RUN, "distributed.nproc=2")
+    env = {**os.environ, "PRUNEKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "prunekit", "train", *run, "hydra.run.dir=broken", "cache_dir=c2"]
+    parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    last = tmp_path / "broken" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not (last.exists() and torch.load(last, weights_only=True)["epoch"] >= 3):
+        assert parent.poll() is None and time.monotonic() < deadline, parent.communicate()
+        time.sleep(0.05)
+    ranks = _ranks_of(parent.pid)
+    assert len(ranks) == 2
+    os.kill(ranks[1], signal.SIGKILL)
+    _, err = parent.communicate(timeout=120)
+    assert parent.returncode == 1
+    assert "rank 1 of 2 was killed by signal SIGKILL" in err and "continue with: prunekit train" in err
+    assert not (tmp_path / "broken" / "summary.json").exists()
+    code, _, err = cli("train", *run, "hydra.run.dir=broken", "cache_dir=c2", "resume=true")
+    assert code == 0, err
+    resumed = read_summary(tmp_path / "broken")
+    for key in ("accuracy", "loss", "val_accuracy", "density", "dense_accuracy"):
+        assert resumed[key] == whole[key], key
