@@ -45,8 +45,10 @@ def cli(tmp_path, monkeypatch, capsys):
     """Call ``prunekit`` with arguments; returns (exit code, stdout, stderr)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PRUNEKIT_CACHE", str(tmp_path / "cache"))
+    parallel = []
 
     def run(*args: str):
+        parallel.extend(a for a in args if a.startswith("hydra/launcher=joblib"))
         try:
             code = main(list(args))
         except SystemExit as stop:  # Hydra and the task function exit this way
@@ -54,7 +56,11 @@ def cli(tmp_path, monkeypatch, capsys):
         out, err = capsys.readouterr()
         return code, out, err
 
-    return run
+    yield run
+    if parallel:  # joblib's workers outlive the command, in this test's folder: a later test's sweep would run there
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
 
 
 def read_summary(run_dir: Path) -> dict:
