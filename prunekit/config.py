@@ -217,8 +217,8 @@ class TrainConfig:
 
 # The modules that hold a registry whose entries are config groups (prunekit/registry.py); imported by name so
 # that this low-level module depends on none of them.
-REGISTRY_MODULES = ("prunekit.data.registry", "prunekit.models", "prunekit.pruning.methods", "prunekit.pruning.schedules",
-                    "prunekit.trackers")
+REGISTRY_MODULES = ("prunekit.data.registry", "prunekit.models", "prunekit.pruning.methods",
+                    "prunekit.pruning.schedules", "prunekit.trackers")
 
 
 def register_schemas() -> None:

@@ -184,8 +184,9 @@ def train_epoch(
         seen += len(y)
         if on_batch is not None:
             on_batch(index, loss_sum, correct, seen)
-    loss_sum, correct, total = world.sum_([loss_sum, correct, torch.tensor(seen, device=device)])
-    return {"train_loss": loss_sum.item() / max(int(total), 1), "train_acc": correct.item() / max(int(total), 1)}, step
+    loss_sum, correct, seen = world.sum_([loss_sum, correct, torch.tensor(seen, device=device)])
+    seen = max(int(seen), 1)
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}, step
 
 
 @torch.no_grad()

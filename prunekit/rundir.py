@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -47,6 +48,15 @@ def atomic_write_json(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def _written(method):
+    """A writing method of :class:`RunDir`, which does nothing where the run directory is read only (``writes``)."""
+    @functools.wraps(method)
+    def write(self, *args, **kwargs):
+        if self.writes:
+            return method(self, *args, **kwargs)
+    return write
+
+
 class RunDir:
     """One run's directory (layout in DESIGN.md section 4). ``writes=False`` (the ranks after the first of a
     run on several) reads it and leaves every write to rank 0."""
@@ -61,10 +71,9 @@ class RunDir:
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / f"{name}.pt"
 
+    @_written
     def log(self, record: dict) -> None:
         """Append one JSON line to metrics.jsonl (a line is small enough to be written whole)."""
-        if not self.writes:
-            return
         with file_errors(self.root / METRICS, "write"):
             self.root.mkdir(parents=True, exist_ok=True)
             with open(self.root / METRICS, "a") as handle:
@@ -72,20 +81,18 @@ class RunDir:
         for observer in self.observers:
             observer.record(record)
 
+    @_written
     def make_figures(self) -> None:
         """Create figures/ (a link to nowhere or a file of that name is refused in one line)."""
-        if not self.writes:
-            return
         if self.figures.is_symlink() and not self.figures.exists():
             raise UserError(f"{self.figures} is a broken link (its target does not exist); remove it or create the "
                             "target")
         with file_errors(self.figures, "create the folder"):
             self.figures.mkdir(exist_ok=True)
 
+    @_written
     def truncate_log(self, keep: int) -> None:
         """Keep the first ``keep`` records: a resumed run drops what came after its last checkpoint."""
-        if not self.writes:
-            return
         path = self.root / METRICS
         lines = path.read_text().splitlines(keepends=True)[:keep] if path.exists() else []
         atomic_write_bytes(path, "".join(lines).encode())
@@ -94,25 +101,22 @@ class RunDir:
         path = self.root / METRICS
         return len(path.read_text().splitlines()) if path.exists() else 0
 
+    @_written
     def write_summary(self, summary: dict) -> None:
-        if not self.writes:
-            return
         atomic_write_json(summary, self.root / SUMMARY)
         for observer in self.observers:
             observer.summary(summary, self.root)
 
+    @_written
     def write_layers(self, rows: list[dict]) -> None:
-        if not self.writes:
-            return
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_bytes(self.root / LAYERS, out.getvalue().encode())
 
+    @_written
     def write_env(self, seed: int, device: torch.device, command: list[str]) -> None:
-        if not self.writes:
-            return
         atomic_write_json(environment(seed, device, command), self.root / ENV)
 
 

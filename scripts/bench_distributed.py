@@ -133,7 +133,8 @@ def write_folder(root: Path, per_class: int, classes: int = 10) -> None:
                 Image.fromarray(pixels).save(folder / f"{k}.JPEG", quality=90)
 
 
-def images_per_second(streaming: bool, root: Path, device: torch.device, args: argparse.Namespace) -> tuple[float, float]:
+def images_per_second(streaming: bool, root: Path, device: torch.device,
+                      args: argparse.Namespace) -> tuple[float, float]:
     """(images per second of one shuffled, augmented training pass delivered on ``device``, seconds to load the
     dataset first) for one path."""
     from prunekit.data.registry import DATASETS
@@ -146,7 +147,8 @@ def images_per_second(streaming: bool, root: Path, device: torch.device, args: a
     synchronize(device)
     loaded, began = time.perf_counter() - began, time.perf_counter()
     seen = 0
-    for x, _ in data.batches("train", args.batch, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0)):
+    order = torch.Generator().manual_seed(0)
+    for x, _ in data.batches("train", args.batch, shuffle=True, augment=True, generator=order):
         seen += len(x)
     synchronize(device)
     return seen / (time.perf_counter() - began), loaded

@@ -61,26 +61,25 @@ def _on_cuda(cfg: DictConfig) -> bool:
     return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
 
 
+def _refuse_without_cuda(cfg: DictConfig, cuda: bool, why: str) -> None:
+    """The options only CUDA can honour, refused when ``cuda`` is false (``why``: where the run is instead)."""
+    if cfg.distributed.backend == "nccl" and not cuda:
+        raise UserError(f"distributed.backend=nccl needs CUDA, but {why}; use distributed.backend=gloo or auto")
+    if cfg.distributed.sync_bn and not cuda:
+        raise UserError(f"distributed.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel), but {why}; "
+                        "leave it false: each rank normalises by its share of the batch")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse, before anything is written, the distributed options a CPU run (``device=cpu``) cannot honour."""
-    if cfg.device == "cpu" and cfg.distributed.backend == "nccl":
-        raise UserError("distributed.backend=nccl needs CUDA, but this run is on the CPU (device=cpu); use "
-                        "distributed.backend=gloo or auto")
-    if cfg.device == "cpu" and cfg.distributed.sync_bn:
-        raise UserError("distributed.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); on the CPU "
-                        "leave it false: each rank normalises by its share of the batch")
+    _refuse_without_cuda(cfg, cfg.device != "cpu", "this run is on the CPU (device=cpu)")
 
 
 def check_machine(cfg: DictConfig, ranks: int) -> None:
     """Refuse what ``ranks`` ranks cannot do on this machine: nccl or synchronised BatchNorm without CUDA, more
     ranks than CUDA devices."""
     cuda = _on_cuda(cfg)
-    if backend(cfg) == "nccl" and not cuda:
-        raise UserError(f"distributed.backend=nccl needs CUDA, but this machine has no CUDA device (device="
-                        f"{cfg.device}); use distributed.backend=gloo or auto")
-    if cfg.distributed.sync_bn and not cuda:
-        raise UserError("distributed.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel), but this run "
-                        "is on the CPU; leave it false: each rank normalises by its share of the batch")
+    _refuse_without_cuda(cfg, cuda, f"this machine has no CUDA device (device={cfg.device})")
     if cuda and ranks > torch.cuda.device_count():
         raise UserError(f"distributed.nproc={ranks} but this machine has {torch.cuda.device_count()} CUDA devices; "
                         "one rank per device: choose at most that many")

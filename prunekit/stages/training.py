@@ -123,7 +123,8 @@ class Dense:
         with cache.locked() if world.is_main() else contextlib.nullcontext():
             entry = world.broadcast(self._cached(run, state, cache, point) if world.is_main() else None)
             if entry is not None:
-                state.model.load_state_dict(entry["model"])
+                if not world.is_main():  # rank 0 loaded it already, checking that it fits
+                    state.model.load_state_dict(entry["model"])
                 state.dense_metrics, state.rewind = entry["metrics"], entry.get("rewind")
             hit = entry is not None
             if not hit:
